@@ -10,4 +10,10 @@ pub const GROUP: &str = "xmppfed.io";
 pub const VERSION: &str = "v1alpha1";
 
 pub mod admission;
+pub mod compile;
+pub mod configmap;
+pub mod crdgen;
+pub mod crosscheck;
+pub mod findings;
 pub mod schema_check;
+pub mod validate;

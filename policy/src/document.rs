@@ -74,6 +74,9 @@ pub struct InternalServer {
     pub host: String,
     pub port: u16,
     pub tls: Negotiation,
+    /// Secret holding the CA (`ca.crt`) of this server's certificate, when not a public CA.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_secret_name: Option<String>,
 }
 
 /// Lync `XmppGatewayConfiguration`, with durations in seconds.

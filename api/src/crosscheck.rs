@@ -1,0 +1,135 @@
+//! Rules that need several objects: what the operator reports as conditions and what
+//! `xmppfed validate` checks among the manifests it was given.
+
+use crate::compile::{compile, namespace_of, object_ref, selects};
+use crate::findings::{Finding, ObjectRef};
+use crate::v1alpha1::{ExternalAccessPolicy, XmppAllowedPartner, XmppFederation};
+use kube::ResourceExt;
+use std::collections::BTreeSet;
+use xmppfed_policy::NegotiationSettings;
+
+/// The objects to check together (typically one namespace, or everything a pipeline renders).
+#[derive(Debug, Default, Clone)]
+pub struct ObjectSet {
+    pub federations: Vec<XmppFederation>,
+    pub partners: Vec<XmppAllowedPartner>,
+    pub policies: Vec<ExternalAccessPolicy>,
+}
+
+/// Every cross-object finding, deduplicated, errors first.
+pub fn check(objects: &ObjectSet) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    let mut selected_partners: BTreeSet<ObjectRef> = BTreeSet::new();
+    let mut selected_policies: BTreeSet<ObjectRef> = BTreeSet::new();
+
+    for p in &objects.partners {
+        let s = &p.spec;
+        let me = object_ref("XmppAllowedPartner", &p.metadata);
+        for f in NegotiationSettings::new(
+            s.tls_negotiation,
+            s.sasl_negotiation,
+            s.support_dialback_negotiation,
+        )
+        .findings()
+        {
+            let field = if f.reason == "DialbackInoperative" {
+                "spec.supportDialbackNegotiation"
+            } else {
+                "spec.saslNegotiation"
+            };
+            findings.push(Finding {
+                severity: f.severity,
+                object: me.clone(),
+                field: field.into(),
+                reason: f.reason,
+                message: f.message,
+            });
+        }
+    }
+
+    for fed in &objects.federations {
+        let me = object_ref("XmppFederation", &fed.metadata);
+        let ns = namespace_of(&fed.metadata);
+        for p in objects
+            .partners
+            .iter()
+            .filter(|p| namespace_of(&p.metadata) == ns)
+        {
+            if selects(fed.spec.partner_selector.as_ref(), p.labels()).unwrap_or(false) {
+                selected_partners.insert(object_ref("XmppAllowedPartner", &p.metadata));
+            }
+        }
+        for p in objects
+            .policies
+            .iter()
+            .filter(|p| namespace_of(&p.metadata) == ns)
+        {
+            if selects(fed.spec.access_policy_selector.as_ref(), p.labels()).unwrap_or(false) {
+                selected_policies.insert(object_ref("ExternalAccessPolicy", &p.metadata));
+            }
+        }
+        match compile(fed, &objects.partners, &objects.policies) {
+            Ok(c) => {
+                if c.accepted_partners.is_empty() {
+                    findings.push(Finding::warning(
+                        me.clone(),
+                        "",
+                        "NoPartners",
+                        "no XmppAllowedPartner is applied: every server will be refused (unlisted partners are denied)",
+                    ));
+                }
+                findings.extend(c.findings);
+            }
+            Err(e) => findings.push(Finding::error(
+                me.clone(),
+                e.field,
+                "InvalidFederation",
+                e.message,
+            )),
+        }
+    }
+
+    let unreferenced = |kind: &'static str, name: String, ns: String| {
+        Finding::warning(
+            ObjectRef {
+                kind,
+                namespace: ns.clone(),
+                name,
+            },
+            "",
+            "NoFederation",
+            format!(
+                "no XmppFederation in namespace {ns} selects it (none among the objects checked): it has no effect until one does"
+            ),
+        )
+    };
+    for p in &objects.partners {
+        let r = object_ref("XmppAllowedPartner", &p.metadata);
+        if !selected_partners.contains(&r) {
+            findings.push(unreferenced(r.kind, p.name_any(), r.namespace));
+        }
+    }
+    for p in &objects.policies {
+        let r = object_ref("ExternalAccessPolicy", &p.metadata);
+        if !selected_policies.contains(&r) {
+            findings.push(unreferenced(r.kind, p.name_any(), r.namespace));
+        }
+    }
+
+    let mut seen = BTreeSet::new();
+    findings.retain(|f| {
+        seen.insert((
+            f.object.clone(),
+            f.field.clone(),
+            f.reason,
+            f.message.clone(),
+        ))
+    });
+    findings.sort_by(|a, b| {
+        b.severity
+            .cmp(&a.severity)
+            .then(a.object.cmp(&b.object))
+            .then(a.field.cmp(&b.field))
+    });
+    findings
+}
