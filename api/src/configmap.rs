@@ -3,7 +3,6 @@
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use std::collections::BTreeMap;
 use xmppfed_policy::codec::{self, ConfigMapPayload, DecodeError, EncodeError};
 use xmppfed_policy::{CompiledPolicy, PolicyDocument};
 
@@ -47,11 +46,7 @@ pub fn from_config_map(cm: &ConfigMap) -> Result<CompiledPolicy, DecodeError> {
             .as_ref()
             .map(|b| b.iter().map(|(k, v)| (k.clone(), v.0.clone())).collect())
             .unwrap_or_default(),
-        annotations: cm
-            .metadata
-            .annotations
-            .clone()
-            .unwrap_or_else(BTreeMap::new),
+        annotations: cm.metadata.annotations.clone().unwrap_or_default(),
     };
     codec::decode(&payload)
 }

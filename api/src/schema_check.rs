@@ -147,18 +147,18 @@ fn walk(schema: &Value, value: &mut Value, path: &str, out: &mut Vec<Violation>)
 }
 
 fn check_enum(schema: &Map<String, Value>, value: &Value, path: &str, out: &mut Vec<Violation>) {
-    if let Some(options) = schema.get("enum").and_then(Value::as_array) {
-        if !options.contains(value) {
-            let supported: Vec<String> = options.iter().map(show).collect();
-            out.push(Violation::new(
-                path,
-                format!(
-                    "Unsupported value: {}: supported values: {}",
-                    show(value),
-                    supported.join(", ")
-                ),
-            ));
-        }
+    if let Some(options) = schema.get("enum").and_then(Value::as_array)
+        && !options.contains(value)
+    {
+        let supported: Vec<String> = options.iter().map(show).collect();
+        out.push(Violation::new(
+            path,
+            format!(
+                "Unsupported value: {}: supported values: {}",
+                show(value),
+                supported.join(", ")
+            ),
+        ));
     }
 }
 
@@ -202,13 +202,13 @@ fn walk_object(
             ));
         }
     }
-    if let Some(max) = schema.get("maxProperties").and_then(Value::as_u64) {
-        if map.len() as u64 > max {
-            out.push(Violation::new(
-                path,
-                format!("Too many: {}: must have at most {max} entries", map.len()),
-            ));
-        }
+    if let Some(max) = schema.get("maxProperties").and_then(Value::as_u64)
+        && map.len() as u64 > max
+    {
+        out.push(Violation::new(
+            path,
+            format!("Too many: {}: must have at most {max} entries", map.len()),
+        ));
     }
 }
 
@@ -219,22 +219,22 @@ fn walk_array(
     out: &mut Vec<Violation>,
 ) {
     let n = items.len() as u64;
-    if let Some(max) = schema.get("maxItems").and_then(Value::as_u64) {
-        if n > max {
-            out.push(Violation::new(
-                path,
-                format!("Too many: {n}: must have at most {max} items"),
-            ));
-        }
+    if let Some(max) = schema.get("maxItems").and_then(Value::as_u64)
+        && n > max
+    {
+        out.push(Violation::new(
+            path,
+            format!("Too many: {n}: must have at most {max} items"),
+        ));
     }
-    if let Some(min) = schema.get("minItems").and_then(Value::as_u64) {
-        if n < min {
-            let what = if min == 1 { "item" } else { "items" };
-            out.push(Violation::new(
-                path,
-                format!("Required value: must have at least {min} {what}"),
-            ));
-        }
+    if let Some(min) = schema.get("minItems").and_then(Value::as_u64)
+        && n < min
+    {
+        let what = if min == 1 { "item" } else { "items" };
+        out.push(Violation::new(
+            path,
+            format!("Required value: must have at least {min} {what}"),
+        ));
     }
     if let Some(item_schema) = schema.get("items") {
         for (i, item) in items.iter_mut().enumerate() {
@@ -278,31 +278,31 @@ fn walk_array(
 
 fn check_string(schema: &Map<String, Value>, s: &str, path: &str, out: &mut Vec<Violation>) {
     let len = s.chars().count() as u64;
-    if let Some(max) = schema.get("maxLength").and_then(Value::as_u64) {
-        if len > max {
-            out.push(Violation::new(
-                path,
-                format!("Too long: may not be more than {max} characters"),
-            ));
-        }
+    if let Some(max) = schema.get("maxLength").and_then(Value::as_u64)
+        && len > max
+    {
+        out.push(Violation::new(
+            path,
+            format!("Too long: may not be more than {max} characters"),
+        ));
     }
-    if let Some(min) = schema.get("minLength").and_then(Value::as_u64) {
-        if len < min {
-            let msg = if min == 1 {
-                "Invalid value: \"\": must not be empty".to_string()
-            } else {
-                format!("Invalid value: {s:?}: must be at least {min} characters")
-            };
-            out.push(Violation::new(path, msg));
-        }
+    if let Some(min) = schema.get("minLength").and_then(Value::as_u64)
+        && len < min
+    {
+        let msg = if min == 1 {
+            "Invalid value: \"\": must not be empty".to_string()
+        } else {
+            format!("Invalid value: {s:?}: must be at least {min} characters")
+        };
+        out.push(Violation::new(path, msg));
     }
-    if let Some(pattern) = schema.get("pattern").and_then(Value::as_str) {
-        if pattern_matches(pattern, s) == Some(false) {
-            out.push(Violation::new(
-                path,
-                format!("Invalid value: {s:?}: must match '{pattern}'"),
-            ));
-        }
+    if let Some(pattern) = schema.get("pattern").and_then(Value::as_str)
+        && pattern_matches(pattern, s) == Some(false)
+    {
+        out.push(Violation::new(
+            path,
+            format!("Invalid value: {s:?}: must match '{pattern}'"),
+        ));
     }
     if schema.get("format").and_then(Value::as_str) == Some("date-time")
         && s.parse::<k8s_openapi::jiff::Timestamp>().is_err()

@@ -122,11 +122,35 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Up { .. } => {
+        Command::Up { files } => {
+            // Until the proxy and gateway exist, `up` checks and compiles what it would run.
+            if !files.is_empty() {
+                let sources = read_sources(&files)?;
+                let report = validate_sources(&sources, &Admission::new());
+                for p in &report.problems {
+                    println!("{p}");
+                }
+                println!("{}", report.summary(sources.len()));
+                for fed in &report.objects.federations {
+                    if let Ok(c) =
+                        compile::compile(fed, &report.objects.partners, &report.objects.policies)
+                    {
+                        let d = &c.document;
+                        println!(
+                            "federation {}/{}: domains {}, {} partner(s), {} access rule(s), policy {}",
+                            d.federation.namespace,
+                            d.federation.name,
+                            d.served_domains.join(", "),
+                            d.partners.len(),
+                            d.access.rules.len(),
+                            d.version
+                        );
+                    }
+                }
+            }
             eprintln!(
-                "xmppfed up: standalone mode is not available yet in this build; it needs the proxy and \
-                 gateway. Meanwhile `xmppfed validate -f examples/` and `xmppfed compile -f examples/` \
-                 show what it would run."
+                "xmppfed up: standalone mode (running the proxy and gateway from these manifests) is not \
+                 available yet in this build; the manifests above were only validated and compiled."
             );
             Ok(ExitCode::from(3))
         }

@@ -175,13 +175,13 @@ pub fn decode(payload: &ConfigMapPayload) -> Result<CompiledPolicy, DecodeError>
         (Some(json), None) => decode_json(json.as_bytes())?,
         (None, Some(gz)) => decode_json(&gunzip(gz)?)?,
     };
-    if let Some(annotation) = payload.annotations.get(VERSION_ANNOTATION) {
-        if annotation != compiled.version() {
-            return Err(DecodeError::AnnotationMismatch {
-                annotation: annotation.clone(),
-                document: compiled.version().to_string(),
-            });
-        }
+    if let Some(annotation) = payload.annotations.get(VERSION_ANNOTATION)
+        && annotation != compiled.version()
+    {
+        return Err(DecodeError::AnnotationMismatch {
+            annotation: annotation.clone(),
+            document: compiled.version().to_string(),
+        });
     }
     Ok(compiled)
 }
