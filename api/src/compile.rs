@@ -14,7 +14,7 @@ use kube::core::{Selector, SelectorExt};
 use std::collections::{BTreeMap, BTreeSet};
 use thiserror::Error;
 use xmppfed_policy::document::*;
-use xmppfed_policy::{codec, normalize_domain, wildcard};
+use xmppfed_policy::{NegotiationSettings, codec, normalize_domain, wildcard};
 
 /// A federation that cannot be compiled at all.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -115,6 +115,55 @@ pub fn parse_host_port(s: &str) -> Result<HostPort, String> {
     };
     let host = normalize_domain(host).map_err(|e| e.to_string())?;
     Ok(HostPort { host, port })
+}
+
+/// The objects of `namespace` that `selector` picks, in precedence order (older first).
+fn select<'a, K: ResourceExt>(
+    objects: &'a [K],
+    namespace: &str,
+    selector: Option<&LabelSelector>,
+    field: &str,
+) -> Result<Vec<&'a K>, CompileError> {
+    let mut picked = Vec::new();
+    for o in objects
+        .iter()
+        .filter(|o| namespace_of(o.meta()) == namespace)
+    {
+        if selects(selector, o.labels()).map_err(|e| err(field, e))? {
+            picked.push(o);
+        }
+    }
+    picked.sort_by_key(|o| precedence_key(o.meta()));
+    Ok(picked)
+}
+
+pub(crate) fn negotiation_of(p: &XmppAllowedPartner) -> NegotiationSettings {
+    let s = &p.spec;
+    NegotiationSettings::new(
+        s.tls_negotiation,
+        s.sasl_negotiation,
+        s.support_dialback_negotiation,
+    )
+}
+
+/// The Lync-matrix findings of a partner's negotiation settings (risky rows, invalid rows).
+pub fn negotiation_findings(p: &XmppAllowedPartner) -> Vec<Finding> {
+    let me = object_ref("XmppAllowedPartner", &p.metadata);
+    negotiation_of(p)
+        .findings()
+        .into_iter()
+        .map(|f| Finding {
+            severity: f.severity,
+            object: me.clone(),
+            field: if f.reason == "DialbackInoperative" {
+                "spec.supportDialbackNegotiation".into()
+            } else {
+                "spec.saslNegotiation".into()
+            },
+            reason: f.reason,
+            message: f.message,
+        })
+        .collect()
 }
 
 /// Compile `federation` with the partners and access policies of its namespace that its
@@ -268,17 +317,12 @@ fn compile_partners(
     partners: &[XmppAllowedPartner],
     findings: &mut Vec<Finding>,
 ) -> Result<(Vec<Partner>, BTreeSet<String>), CompileError> {
-    let selector = federation.spec.partner_selector.as_ref();
-    let mut candidates: Vec<&XmppAllowedPartner> = Vec::new();
-    for p in partners
-        .iter()
-        .filter(|p| namespace_of(&p.metadata) == namespace)
-    {
-        if selects(selector, p.labels()).map_err(|e| err("spec.partnerSelector", e))? {
-            candidates.push(p);
-        }
-    }
-    candidates.sort_by_key(|p| precedence_key(&p.metadata));
+    let candidates = select(
+        partners,
+        namespace,
+        federation.spec.partner_selector.as_ref(),
+        "spec.partnerSelector",
+    )?;
 
     let mut claimed: BTreeMap<String, String> = BTreeMap::new();
     let mut out = Vec::new();
@@ -288,25 +332,8 @@ fn compile_partners(
         let me = object_ref("XmppAllowedPartner", &p.metadata);
         let name = p.name_any();
         let s = &p.spec;
-        let negotiation = xmppfed_policy::NegotiationSettings::new(
-            s.tls_negotiation,
-            s.sasl_negotiation,
-            s.support_dialback_negotiation,
-        );
-        for f in negotiation.findings() {
-            let field = if f.reason == "DialbackInoperative" {
-                "spec.supportDialbackNegotiation"
-            } else {
-                "spec.saslNegotiation"
-            };
-            findings.push(Finding {
-                severity: f.severity,
-                object: me.clone(),
-                field: field.into(),
-                reason: f.reason,
-                message: f.message,
-            });
-        }
+        let negotiation = negotiation_of(p);
+        findings.extend(negotiation_findings(p));
         if !negotiation.is_valid() {
             continue;
         }
@@ -417,17 +444,12 @@ fn compile_access(
     policies: &[ExternalAccessPolicy],
     findings: &mut Vec<Finding>,
 ) -> Result<(AccessTable, BTreeSet<String>), CompileError> {
-    let selector = federation.spec.access_policy_selector.as_ref();
-    let mut candidates: Vec<&ExternalAccessPolicy> = Vec::new();
-    for p in policies
-        .iter()
-        .filter(|p| namespace_of(&p.metadata) == namespace)
-    {
-        if selects(selector, p.labels()).map_err(|e| err("spec.accessPolicySelector", e))? {
-            candidates.push(p);
-        }
-    }
-    candidates.sort_by_key(|p| precedence_key(&p.metadata));
+    let candidates = select(
+        policies,
+        namespace,
+        federation.spec.access_policy_selector.as_ref(),
+        "spec.accessPolicySelector",
+    )?;
 
     // Decide per scope first (older wins), then number the rules by policy name.
     let mut global: Option<String> = None;

@@ -1,12 +1,11 @@
 //! Rules that need several objects: what the operator reports as conditions and what
 //! `xmppfed validate` checks among the manifests it was given.
 
-use crate::compile::{compile, namespace_of, object_ref, selects};
+use crate::compile::{compile, namespace_of, negotiation_findings, object_ref, selects};
 use crate::findings::{Finding, ObjectRef};
 use crate::v1alpha1::{ExternalAccessPolicy, XmppAllowedPartner, XmppFederation};
 use kube::ResourceExt;
 use std::collections::BTreeSet;
-use xmppfed_policy::NegotiationSettings;
 
 /// The objects to check together (typically one namespace, or everything a pipeline renders).
 #[derive(Debug, Default, Clone)]
@@ -23,28 +22,7 @@ pub fn check(objects: &ObjectSet) -> Vec<Finding> {
     let mut selected_policies: BTreeSet<ObjectRef> = BTreeSet::new();
 
     for p in &objects.partners {
-        let s = &p.spec;
-        let me = object_ref("XmppAllowedPartner", &p.metadata);
-        for f in NegotiationSettings::new(
-            s.tls_negotiation,
-            s.sasl_negotiation,
-            s.support_dialback_negotiation,
-        )
-        .findings()
-        {
-            let field = if f.reason == "DialbackInoperative" {
-                "spec.supportDialbackNegotiation"
-            } else {
-                "spec.saslNegotiation"
-            };
-            findings.push(Finding {
-                severity: f.severity,
-                object: me.clone(),
-                field: field.into(),
-                reason: f.reason,
-                message: f.message,
-            });
-        }
+        findings.extend(negotiation_findings(p));
     }
 
     for fed in &objects.federations {
