@@ -6,7 +6,7 @@
 
 use crate::schema_check::{Violation, prune_and_validate};
 use crate::v1alpha1::{ExternalAccessPolicy, XmppAllowedPartner, XmppFederation};
-use crate::{GROUP, VERSION};
+use crate::{API_VERSION, GROUP};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 use kube::core::cel::{CompiledSchema, Validator, apply_defaults, compile_schema};
@@ -66,11 +66,6 @@ impl Default for Admission {
     fn default() -> Self {
         Self::new()
     }
-}
-
-/// API version string of the xmppfed kinds.
-pub fn api_version() -> String {
-    format!("{GROUP}/{VERSION}")
 }
 
 impl Admission {
@@ -180,20 +175,16 @@ pub fn check_type_meta(object: &Value) -> Result<Kind, Vec<Violation>> {
             format!("{kind_name:?} is not a kind of {GROUP}"),
         )]);
     };
-    if api_version != api_version_str() {
+    if api_version != API_VERSION {
         return Err(vec![Violation::new(
             "apiVersion",
             format!(
                 "Unsupported value: {api_version:?}: {kind_name} is served as {:?}",
-                api_version_str()
+                API_VERSION
             ),
         )]);
     }
     Ok(kind)
-}
-
-fn api_version_str() -> &'static str {
-    "xmppfed.io/v1alpha1"
 }
 
 /// The object-metadata checks of the API server that matter for manifests.

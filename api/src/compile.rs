@@ -118,7 +118,7 @@ pub fn parse_host_port(s: &str) -> Result<HostPort, String> {
 }
 
 /// The objects of `namespace` that `selector` picks, in precedence order (older first).
-fn select<'a, K: ResourceExt>(
+pub(crate) fn select<'a, K: ResourceExt>(
     objects: &'a [K],
     namespace: &str,
     selector: Option<&LabelSelector>,

@@ -1,7 +1,7 @@
 //! Rules that need several objects: what the operator reports as conditions and what
 //! `xmppfed validate` checks among the manifests it was given.
 
-use crate::compile::{compile, namespace_of, negotiation_findings, object_ref, selects};
+use crate::compile::{compile, namespace_of, negotiation_findings, object_ref, select};
 use crate::findings::{Finding, ObjectRef};
 use crate::v1alpha1::{ExternalAccessPolicy, XmppAllowedPartner, XmppFederation};
 use kube::ResourceExt;
@@ -28,24 +28,31 @@ pub fn check(objects: &ObjectSet) -> Vec<Finding> {
     for fed in &objects.federations {
         let me = object_ref("XmppFederation", &fed.metadata);
         let ns = namespace_of(&fed.metadata);
-        for p in objects
-            .partners
-            .iter()
-            .filter(|p| namespace_of(&p.metadata) == ns)
-        {
-            if selects(fed.spec.partner_selector.as_ref(), p.labels()).unwrap_or(false) {
-                selected_partners.insert(object_ref("XmppAllowedPartner", &p.metadata));
-            }
-        }
-        for p in objects
-            .policies
-            .iter()
-            .filter(|p| namespace_of(&p.metadata) == ns)
-        {
-            if selects(fed.spec.access_policy_selector.as_ref(), p.labels()).unwrap_or(false) {
-                selected_policies.insert(object_ref("ExternalAccessPolicy", &p.metadata));
-            }
-        }
+        // A selector that does not parse selects nothing; compile() reports it below.
+        let partners = select(
+            &objects.partners,
+            &ns,
+            fed.spec.partner_selector.as_ref(),
+            "",
+        )
+        .unwrap_or_default();
+        selected_partners.extend(
+            partners
+                .iter()
+                .map(|p| object_ref("XmppAllowedPartner", &p.metadata)),
+        );
+        let policies = select(
+            &objects.policies,
+            &ns,
+            fed.spec.access_policy_selector.as_ref(),
+            "",
+        )
+        .unwrap_or_default();
+        selected_policies.extend(
+            policies
+                .iter()
+                .map(|p| object_ref("ExternalAccessPolicy", &p.metadata)),
+        );
         match compile(fed, &objects.partners, &objects.policies) {
             Ok(c) => {
                 if c.accepted_partners.is_empty() {

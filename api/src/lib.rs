@@ -8,6 +8,8 @@ pub mod v1alpha1;
 pub const GROUP: &str = "xmppfed.io";
 /// The one served version.
 pub const VERSION: &str = "v1alpha1";
+/// `apiVersion` of every xmppfed object.
+pub const API_VERSION: &str = "xmppfed.io/v1alpha1";
 
 pub mod admission;
 pub mod compile;

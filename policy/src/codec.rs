@@ -135,12 +135,15 @@ pub fn seal(mut doc: PolicyDocument) -> Result<PolicyDocument, serde_json::Error
 
 /// Encode a document into ConfigMap form, sealing it first if it is not sealed.
 pub fn encode(doc: &PolicyDocument) -> Result<ConfigMapPayload, EncodeError> {
+    // Clone only when the document still has to be sealed.
+    let sealed_copy;
     let sealed = if doc.version.is_empty() {
-        seal(doc.clone())?
+        sealed_copy = seal(doc.clone())?;
+        &sealed_copy
     } else {
-        doc.clone()
+        doc
     };
-    let json = serde_json::to_vec(&sealed)?;
+    let json = serde_json::to_vec(sealed)?;
     let mut payload = ConfigMapPayload::default();
     payload
         .annotations

@@ -4,102 +4,59 @@ use crate::element::{Attribute, Element};
 use crate::ns;
 use std::fmt;
 
-/// The defined stream error conditions (RFC 6120 §4.9.3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum StreamErrorCondition {
-    BadFormat,
-    BadNamespacePrefix,
-    Conflict,
-    ConnectionTimeout,
-    HostGone,
-    HostUnknown,
-    ImproperAddressing,
-    InternalServerError,
-    InvalidFrom,
-    InvalidNamespace,
-    InvalidXml,
-    NotAuthorized,
-    NotWellFormed,
-    PolicyViolation,
-    RemoteConnectionFailed,
-    Reset,
-    ResourceConstraint,
-    RestrictedXml,
-    SeeOtherHost,
-    SystemShutdown,
-    UndefinedCondition,
-    UnsupportedEncoding,
-    UnsupportedFeature,
-    UnsupportedStanzaType,
-    UnsupportedVersion,
+/// Declares the conditions once: the enum, [`StreamErrorCondition::ALL`] and their names.
+macro_rules! conditions {
+    ($($variant:ident => $name:literal,)*) => {
+        /// The defined stream error conditions (RFC 6120 §4.9.3).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum StreamErrorCondition {
+            $($variant,)*
+        }
+
+        impl StreamErrorCondition {
+            pub const ALL: &[StreamErrorCondition] = &[$(StreamErrorCondition::$variant,)*];
+
+            /// The element name, e.g. `policy-violation`.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(StreamErrorCondition::$variant => $name,)*
+                }
+            }
+        }
+    };
+}
+
+conditions! {
+    BadFormat => "bad-format",
+    BadNamespacePrefix => "bad-namespace-prefix",
+    Conflict => "conflict",
+    ConnectionTimeout => "connection-timeout",
+    HostGone => "host-gone",
+    HostUnknown => "host-unknown",
+    ImproperAddressing => "improper-addressing",
+    InternalServerError => "internal-server-error",
+    InvalidFrom => "invalid-from",
+    InvalidNamespace => "invalid-namespace",
+    InvalidXml => "invalid-xml",
+    NotAuthorized => "not-authorized",
+    NotWellFormed => "not-well-formed",
+    PolicyViolation => "policy-violation",
+    RemoteConnectionFailed => "remote-connection-failed",
+    Reset => "reset",
+    ResourceConstraint => "resource-constraint",
+    RestrictedXml => "restricted-xml",
+    SeeOtherHost => "see-other-host",
+    SystemShutdown => "system-shutdown",
+    UndefinedCondition => "undefined-condition",
+    UnsupportedEncoding => "unsupported-encoding",
+    UnsupportedFeature => "unsupported-feature",
+    UnsupportedStanzaType => "unsupported-stanza-type",
+    UnsupportedVersion => "unsupported-version",
 }
 
 impl StreamErrorCondition {
-    pub const ALL: [StreamErrorCondition; 25] = {
-        use StreamErrorCondition::*;
-        [
-            BadFormat,
-            BadNamespacePrefix,
-            Conflict,
-            ConnectionTimeout,
-            HostGone,
-            HostUnknown,
-            ImproperAddressing,
-            InternalServerError,
-            InvalidFrom,
-            InvalidNamespace,
-            InvalidXml,
-            NotAuthorized,
-            NotWellFormed,
-            PolicyViolation,
-            RemoteConnectionFailed,
-            Reset,
-            ResourceConstraint,
-            RestrictedXml,
-            SeeOtherHost,
-            SystemShutdown,
-            UndefinedCondition,
-            UnsupportedEncoding,
-            UnsupportedFeature,
-            UnsupportedStanzaType,
-            UnsupportedVersion,
-        ]
-    };
-
-    /// The element name, e.g. `policy-violation`.
-    pub fn as_str(self) -> &'static str {
-        use StreamErrorCondition::*;
-        match self {
-            BadFormat => "bad-format",
-            BadNamespacePrefix => "bad-namespace-prefix",
-            Conflict => "conflict",
-            ConnectionTimeout => "connection-timeout",
-            HostGone => "host-gone",
-            HostUnknown => "host-unknown",
-            ImproperAddressing => "improper-addressing",
-            InternalServerError => "internal-server-error",
-            InvalidFrom => "invalid-from",
-            InvalidNamespace => "invalid-namespace",
-            InvalidXml => "invalid-xml",
-            NotAuthorized => "not-authorized",
-            NotWellFormed => "not-well-formed",
-            PolicyViolation => "policy-violation",
-            RemoteConnectionFailed => "remote-connection-failed",
-            Reset => "reset",
-            ResourceConstraint => "resource-constraint",
-            RestrictedXml => "restricted-xml",
-            SeeOtherHost => "see-other-host",
-            SystemShutdown => "system-shutdown",
-            UndefinedCondition => "undefined-condition",
-            UnsupportedEncoding => "unsupported-encoding",
-            UnsupportedFeature => "unsupported-feature",
-            UnsupportedStanzaType => "unsupported-stanza-type",
-            UnsupportedVersion => "unsupported-version",
-        }
-    }
-
     pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|c| c.as_str() == name)
+        Self::ALL.iter().copied().find(|c| c.as_str() == name)
     }
 }
 
@@ -188,7 +145,8 @@ mod tests {
 
     #[test]
     fn every_condition_round_trips_by_name() {
-        for c in StreamErrorCondition::ALL {
+        assert_eq!(StreamErrorCondition::ALL.len(), 25);
+        for &c in StreamErrorCondition::ALL {
             assert_eq!(StreamErrorCondition::from_name(c.as_str()), Some(c));
         }
     }
