@@ -175,7 +175,7 @@ impl Element {
     }
 }
 
-fn escape_into(out: &mut String, s: &str, attribute: bool) {
+pub(crate) fn escape_into(out: &mut String, s: &str, attribute: bool) {
     for c in s.chars() {
         match c {
             '&' => out.push_str("&amp;"),

@@ -3,12 +3,19 @@
 //! One module per concern: [`framer`] turns the bytes of an endless `<stream:stream>` into
 //! validated frames under hard limits; [`element`] is the small tree stanzas are held in and
 //! re-serialised from (raw peer bytes are never forwarded); [`stream_error`] holds the RFC 6120
-//! stream errors.
+//! stream errors; [`identity`] judges peer certificates; [`tls`] builds the rustls
+//! configurations; [`devca`] issues development and test certificates.
 
+pub mod addr;
+pub mod devca;
+pub mod dialback;
 pub mod element;
 pub mod framer;
+pub mod identity;
 pub mod ns;
+pub mod stream;
 pub mod stream_error;
+pub mod tls;
 
 pub use element::{Element, Node};
 pub use framer::{Frame, FramerLimits, FramingError, StanzaFramer, StreamHeader};

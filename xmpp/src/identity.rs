@@ -1,0 +1,222 @@
+//! Peer certificate judgement for server-to-server streams (RFC 6120 §13.7.2, RFC 9525).
+//!
+//! The peer's XMPP domain is known only after `<stream:stream from=…>`, so TLS handshakes
+//! accept any certificate (see [`crate::tls`]) and the certificate is judged here, against a
+//! domain, afterwards. Identity comes from DNS-ID, SRV-ID (`_xmpp-server.<domain>`, also
+//! `_xmpps-server`) and id-on-xmppAddr subject alternative names — never the subject CN.
+//! A peer acting as TLS client may carry a serverAuth-only certificate (public CAs stopped
+//! issuing clientAuth in 2026), so either purpose, or none, is accepted.
+
+use rustls_pki_types::{CertificateDer, TrustAnchor, UnixTime};
+use std::fmt;
+use x509_parser::der_parser::asn1_rs::{Any, FromDer};
+use x509_parser::extensions::GeneralName;
+use x509_parser::prelude::X509Certificate;
+
+/// OID of id-on-xmppAddr (RFC 6120 §13.7.1.4).
+const OID_XMPP_ADDR: &str = "1.3.6.1.5.5.7.8.5";
+/// OID of id-on-dnsSRV (RFC 4985).
+const OID_DNS_SRV: &str = "1.3.6.1.5.5.7.8.7";
+
+/// The identities a certificate presents, lower-cased.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CertIdentities {
+    /// DNS-IDs (dNSName), possibly with a left-most wildcard label.
+    pub dns: Vec<String>,
+    /// SRV-IDs as `(service, domain)`, e.g. `("_xmpp-server", "example.com")`.
+    pub srv: Vec<(String, String)>,
+    /// id-on-xmppAddr values (bare domains for servers).
+    pub xmpp_addr: Vec<String>,
+}
+
+impl CertIdentities {
+    /// Reads the subject alternative names of a DER certificate.
+    pub fn from_der(der: &[u8]) -> Result<Self, CertProblem> {
+        let (_, cert) = X509Certificate::from_der(der)
+            .map_err(|e| CertProblem::Malformed(format!("cannot parse the certificate: {e}")))?;
+        Self::from_cert(&cert)
+    }
+
+    fn from_cert(cert: &X509Certificate<'_>) -> Result<Self, CertProblem> {
+        let mut ids = CertIdentities::default();
+        let san = cert
+            .subject_alternative_name()
+            .map_err(|e| CertProblem::Malformed(format!("cannot parse subjectAltName: {e}")))?;
+        let Some(san) = san else {
+            return Ok(ids);
+        };
+        for name in &san.value.general_names {
+            match name {
+                GeneralName::DNSName(d) => ids.dns.push(d.trim_end_matches('.').to_lowercase()),
+                GeneralName::OtherName(oid, value) => {
+                    let oid = oid.to_id_string();
+                    let Some(text) = other_name_string(value) else {
+                        continue;
+                    };
+                    if oid == OID_XMPP_ADDR {
+                        ids.xmpp_addr.push(text.to_lowercase());
+                    } else if oid == OID_DNS_SRV
+                        && let Some((service, domain)) = text.split_once('.')
+                    {
+                        ids.srv.push((
+                            service.to_lowercase(),
+                            domain.trim_end_matches('.').to_lowercase(),
+                        ));
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Whether these identities prove `domain` (already normalised) for server-to-server use.
+    pub fn proves(&self, domain: &str) -> bool {
+        self.dns
+            .iter()
+            .any(|pattern| dns_id_matches(pattern, domain))
+            || self.srv.iter().any(|(service, d)| {
+                (service == "_xmpp-server" || service == "_xmpps-server") && d == domain
+            })
+            || self.xmpp_addr.iter().any(|a| a == domain)
+    }
+
+    /// Every identity, for diagnostics.
+    pub fn describe(&self) -> String {
+        let mut parts: Vec<String> = self.dns.iter().map(|d| format!("DNS:{d}")).collect();
+        parts.extend(self.srv.iter().map(|(s, d)| format!("SRV:{s}.{d}")));
+        parts.extend(self.xmpp_addr.iter().map(|a| format!("xmppAddr:{a}")));
+        if parts.is_empty() {
+            "no subjectAltName identities".to_string()
+        } else {
+            parts.join(", ")
+        }
+    }
+}
+
+/// The string inside an otherName value: `[0] EXPLICIT` around a UTF8String or IA5String.
+fn other_name_string(value: &[u8]) -> Option<String> {
+    let (_, explicit) = Any::from_der(value).ok()?;
+    let (_, inner) = Any::from_der(explicit.data).ok()?;
+    std::str::from_utf8(inner.data).ok().map(str::to_string)
+}
+
+/// RFC 9525 §6.3: a wildcard only as the whole left-most label, matching exactly one label.
+fn dns_id_matches(pattern: &str, domain: &str) -> bool {
+    if let Some(suffix) = pattern.strip_prefix("*.") {
+        match domain.split_once('.') {
+            Some((label, rest)) => !label.is_empty() && rest == suffix && suffix.contains('.'),
+            None => false,
+        }
+    } else {
+        pattern == domain
+    }
+}
+
+/// Why a certificate does not authenticate a domain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CertProblem {
+    /// The peer sent no certificate.
+    Missing,
+    /// The certificate cannot be parsed.
+    Malformed(String),
+    /// The chain does not lead to a trusted CA, has expired, or is otherwise invalid.
+    Untrusted(String),
+    /// The chain is valid but names other domains.
+    WrongIdentity { domain: String, presented: String },
+}
+
+impl fmt::Display for CertProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CertProblem::Missing => f.write_str("no certificate was presented"),
+            CertProblem::Malformed(m) => f.write_str(m),
+            CertProblem::Untrusted(m) => write!(f, "the certificate is not trusted: {m}"),
+            CertProblem::WrongIdentity { domain, presented } => write!(
+                f,
+                "the certificate is not valid for {domain} (it presents {presented}; the subject CN is never used)"
+            ),
+        }
+    }
+}
+
+/// The verdict on a peer's certificate for one domain.
+pub type CertVerdict = Result<(), CertProblem>;
+
+/// Trust anchors against which peer certificates are checked.
+#[derive(Debug, Default)]
+pub struct TrustStore {
+    anchors: Vec<TrustAnchor<'static>>,
+}
+
+impl TrustStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a CA certificate (DER).
+    pub fn add(&mut self, der: &CertificateDer<'_>) -> Result<(), CertProblem> {
+        let anchor = webpki::anchor_from_trusted_cert(der)
+            .map_err(|e| CertProblem::Malformed(format!("unusable CA certificate: {e}")))?;
+        self.anchors.push(anchor.to_owned());
+        Ok(())
+    }
+
+    pub fn len(&self) -> usize {
+        self.anchors.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.anchors.is_empty()
+    }
+
+    /// Judges a peer's chain (end entity first) for `domain` (normalised) at `now`.
+    pub fn judge(&self, chain: &[CertificateDer<'_>], domain: &str, now: UnixTime) -> CertVerdict {
+        let Some(end_entity) = chain.first() else {
+            return Err(CertProblem::Missing);
+        };
+        let ee = webpki::EndEntityCert::try_from(end_entity)
+            .map_err(|e| CertProblem::Malformed(format!("cannot parse the certificate: {e}")))?;
+        let intermediates = &chain[1..];
+        let verify = |usage| {
+            ee.verify_for_usage(
+                webpki::ALL_VERIFICATION_ALGS,
+                &self.anchors,
+                intermediates,
+                now,
+                usage,
+                None,
+                None,
+            )
+            .map(|_| ())
+        };
+        // Either purpose will do: the peer may be the TLS client or server of this stream.
+        verify(webpki::KeyUsage::server_auth())
+            .or_else(|_| verify(webpki::KeyUsage::client_auth()))
+            .map_err(|e| CertProblem::Untrusted(describe_webpki_error(&e)))?;
+        let ids = CertIdentities::from_der(end_entity)?;
+        if ids.proves(domain) {
+            Ok(())
+        } else {
+            Err(CertProblem::WrongIdentity {
+                domain: domain.to_string(),
+                presented: ids.describe(),
+            })
+        }
+    }
+}
+
+fn describe_webpki_error(e: &webpki::Error) -> String {
+    match e {
+        webpki::Error::CertExpired { .. } => "it has expired".to_string(),
+        webpki::Error::CertNotValidYet { .. } => "it is not valid yet".to_string(),
+        webpki::Error::UnknownIssuer => "it was not issued by a trusted CA".to_string(),
+        webpki::Error::RequiredEkuNotFoundContext(_) => {
+            "its extended key usage allows neither serverAuth nor clientAuth".to_string()
+        }
+        other => format!("{other:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests;
