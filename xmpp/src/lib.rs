@@ -12,6 +12,7 @@ pub mod dialback;
 pub mod element;
 pub mod framer;
 pub mod identity;
+pub mod inbound;
 pub mod ns;
 pub mod stream;
 pub mod stream_error;

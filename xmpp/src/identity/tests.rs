@@ -17,7 +17,11 @@ fn dns_id_proves_its_domain_only() {
     let cert = ca.issue(&CertSpec::for_domain("partner.example")).unwrap();
     let s = store(&ca);
     assert_eq!(
-        s.judge(&[cert.cert_der.clone()], "partner.example", now()),
+        s.judge(
+            std::slice::from_ref(&cert.cert_der),
+            "partner.example",
+            now()
+        ),
         Ok(())
     );
     let wrong = s.judge(&[cert.cert_der], "other.example", now());
