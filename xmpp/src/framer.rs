@@ -316,9 +316,9 @@ impl Decoder for StanzaFramer {
                 src.clear();
                 return Ok(None);
             }
-            if src.is_empty() {
-                return Ok(None);
-            }
+            // No early return on an empty buffer: the parser may still hold an event (the end
+            // of `<x/>` comes one call after its start), and a peer waiting for our answer to
+            // `<starttls/>` sends nothing more.
             let mut input: &[u8] = &src[..];
             let result = self.parser.parse(&mut input, false);
             let consumed = src.len() - input.len();

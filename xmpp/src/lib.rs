@@ -14,6 +14,7 @@ pub mod framer;
 pub mod identity;
 pub mod inbound;
 pub mod ns;
+pub mod outbound;
 pub mod stream;
 pub mod stream_error;
 pub mod tls;

@@ -237,3 +237,20 @@ proptest! {
         let _ = frames(&input, chunk, FramerLimits::PRE_AUTH);
     }
 }
+
+#[test]
+fn an_empty_element_is_yielded_without_waiting_for_more_bytes() {
+    // A peer that sent <starttls/> waits for <proceed/>: nothing follows until we answer.
+    let mut framer = StanzaFramer::new(FramerLimits::PRE_AUTH);
+    let mut buf = BytesMut::from(HEADER.as_bytes());
+    assert!(matches!(
+        framer.decode(&mut buf),
+        Ok(Some(Frame::Header(_)))
+    ));
+    buf.extend_from_slice(b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
+    let frame = framer.decode(&mut buf).unwrap();
+    assert!(
+        matches!(&frame, Some(Frame::Element(e)) if e.name == "starttls"),
+        "{frame:?}"
+    );
+}
