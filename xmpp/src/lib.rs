@@ -7,14 +7,17 @@
 //! configurations; [`devca`] issues development and test certificates.
 
 pub mod addr;
+pub mod conn;
 pub mod devca;
 pub mod dialback;
 pub mod element;
 pub mod framer;
 pub mod identity;
 pub mod inbound;
+pub mod link;
 pub mod ns;
 pub mod outbound;
+pub mod stanza;
 pub mod stream;
 pub mod stream_error;
 pub mod tls;

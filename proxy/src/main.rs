@@ -1,0 +1,124 @@
+//! `xmppfed-proxy`: runs the edge proxy from files (policy document, certificate and key,
+//! dialback secret, internal-link certificate and CA) — in a pod, or on any host.
+
+use anyhow::Context;
+use clap::Parser;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+use xmppfed_xmpp::dialback::DialbackSecret;
+use xmppfed_xmpp::identity::TrustStore;
+use xmppfed_xmpp::tls::{Identity, load_certs};
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "xmppfed edge proxy: XMPP server-to-server federation under policy"
+)]
+struct Args {
+    /// Compiled policy document (policy.json or policy.json.gz), watched for changes.
+    #[arg(long, env = "XMPPFED_POLICY")]
+    policy: PathBuf,
+    /// PEM certificate chain for the served domains.
+    #[arg(long, env = "XMPPFED_TLS_CERT")]
+    tls_cert: PathBuf,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "XMPPFED_TLS_KEY")]
+    tls_key: PathBuf,
+    /// PEM bundle of CAs trusted for partner certificates.
+    #[arg(
+        long,
+        env = "XMPPFED_PEER_CA",
+        default_value = "/etc/ssl/certs/ca-certificates.crt"
+    )]
+    peer_ca: PathBuf,
+    /// File holding the dialback secret shared by every replica.
+    #[arg(long, env = "XMPPFED_DIALBACK_SECRET")]
+    dialback_secret: PathBuf,
+    /// Internal link certificate, key and CA (mutual TLS with the gateways).
+    #[arg(long, env = "XMPPFED_LINK_CERT")]
+    link_cert: PathBuf,
+    #[arg(long, env = "XMPPFED_LINK_KEY")]
+    link_key: PathBuf,
+    #[arg(long, env = "XMPPFED_LINK_CA")]
+    link_ca: PathBuf,
+    #[arg(long, default_value = "0.0.0.0:5269")]
+    starttls_listen: SocketAddr,
+    #[arg(long, default_value = "0.0.0.0:5270")]
+    direct_tls_listen: SocketAddr,
+    #[arg(long, default_value = "0.0.0.0:23456")]
+    link_listen: SocketAddr,
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    http_listen: SocketAddr,
+    /// Ask this DNS server instead of the system's (split-horizon setups).
+    #[arg(long)]
+    dns_server: Option<SocketAddr>,
+    /// Log as JSON lines.
+    #[arg(long, env = "XMPPFED_LOG_JSON")]
+    log_json: bool,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    if args.log_json {
+        tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .init();
+    } else {
+        tracing_subscriber::fmt().with_env_filter(filter).init();
+    }
+    let mut peer_trust = TrustStore::new();
+    for ca in load_certs(&args.peer_ca)? {
+        // A system bundle may hold certificates webpki cannot use as anchors; skip those.
+        let _ = peer_trust.add(&ca);
+    }
+    let secret = std::fs::read(&args.dialback_secret)
+        .with_context(|| format!("reading {}", args.dialback_secret.display()))?;
+    let config = xmppfed_proxy::ProxyConfig {
+        starttls_listen: args.starttls_listen,
+        direct_tls_listen: Some(args.direct_tls_listen),
+        link_listen: args.link_listen,
+        http_listen: Some(args.http_listen),
+        policy_file: args.policy,
+        policy_poll: Duration::from_millis(500),
+        identity: Identity::from_files(&args.tls_cert, &args.tls_key)?,
+        peer_trust,
+        dialback_secret: DialbackSecret::new(trim_secret(secret)),
+        link_identity: Identity::from_files(&args.link_cert, &args.link_key)?,
+        link_ca: load_certs(&args.link_ca)?,
+        dns_server: args.dns_server,
+        link_wait: Duration::from_secs(10),
+        drain_timeout: Duration::from_secs(20),
+    };
+    let proxy = xmppfed_proxy::start(config).await?;
+    wait_for_termination().await;
+    proxy.shutdown().await;
+    Ok(())
+}
+
+/// Secrets mounted from files often end with a newline that is not part of the secret.
+fn trim_secret(mut s: Vec<u8>) -> Vec<u8> {
+    while s.last().is_some_and(|b| b.is_ascii_whitespace()) {
+        s.pop();
+    }
+    s
+}
+
+async fn wait_for_termination() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}

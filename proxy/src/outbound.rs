@@ -1,0 +1,522 @@
+//! Outbound streams to partners: one authenticated stream per domain pair (RFC 6120 §10.1
+//! ordering), opened on demand through SRV or the partner's static route, with a bounded
+//! queue while connecting, retries with backoff, and a bounce for every stanza that cannot
+//! be delivered — nothing is dropped silently.
+
+use crate::Shared;
+use crate::dns::Target;
+use crate::metrics::StreamLabels;
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::time::{Instant, sleep_until, timeout};
+use tracing::Instrument;
+use xmppfed_policy::Partner;
+use xmppfed_xmpp::conn::{Transport, XmppConn, connect_tls};
+use xmppfed_xmpp::element::Element;
+use xmppfed_xmpp::framer::{Frame, FramerLimits};
+use xmppfed_xmpp::inbound::Method;
+use xmppfed_xmpp::outbound::{Action, Input, OutboundSession, Purpose};
+use xmppfed_xmpp::stream::CLOSE_STREAM;
+use xmppfed_xmpp::{StreamError, StreamErrorCondition as C, addr, ns, stanza};
+
+/// Stanzas waiting per destination while its stream is being opened.
+pub const QUEUE_PER_PAIR: usize = 1024;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const ATTEMPTS: u32 = 3;
+
+#[derive(Default)]
+pub struct OutboundPool {
+    pairs: Mutex<HashMap<(String, String), mpsc::Sender<Element>>>,
+}
+
+impl OutboundPool {
+    /// Open outbound pair streams (for tests and `/readyz` details).
+    pub fn len(&self) -> usize {
+        self.pairs.lock().map(|p| p.len()).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Sends a stanza from the internal side to a partner, or bounces it to its sender.
+///
+/// Boxed with an explicit `Send` bound: sending may start a stream task that itself re-sends
+/// stanzas, and the compiler cannot infer `Send` through that cycle.
+pub fn send(
+    shared: &Arc<Shared>,
+    stanza: Element,
+) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+    Box::pin(send_inner(shared, stanza))
+}
+
+async fn send_inner(shared: &Arc<Shared>, stanza: Element) {
+    let (from, to) = match (
+        stanza.get_attr("from").map(addr::parse),
+        stanza.get_attr("to").map(addr::parse),
+    ) {
+        (Some(Ok(f)), Some(Ok(t))) => (f.domain, t.domain),
+        _ => {
+            return bounce_to_gateway(
+                shared,
+                &stanza,
+                "jid-malformed",
+                "the stanza needs valid 'from' and 'to' addresses",
+            )
+            .await;
+        }
+    };
+    let policy = shared.policy.current();
+    if !policy.serves(&from) {
+        return bounce_to_gateway(
+            shared,
+            &stanza,
+            "not-allowed",
+            &format!("{from} is not a domain of this federation"),
+        )
+        .await;
+    }
+    if policy.partner_for(&to).is_none() {
+        return bounce_to_gateway(
+            shared,
+            &stanza,
+            "not-allowed",
+            &format!("{to} is not an allowed partner of this federation"),
+        )
+        .await;
+    }
+    if shared.shutting_down() {
+        return bounce_to_gateway(
+            shared,
+            &stanza,
+            "remote-server-timeout",
+            "the federation edge is shutting down",
+        )
+        .await;
+    }
+    let key = (from, to);
+    let mut stanza = Some(stanza);
+    for _ in 0..2 {
+        let tx = {
+            let Ok(mut pairs) = shared.outbound.pairs.lock() else {
+                break;
+            };
+            pairs
+                .entry(key.clone())
+                .or_insert_with(|| {
+                    let (tx, rx) = mpsc::channel(QUEUE_PER_PAIR);
+                    let span = tracing::info_span!("stream", id = %crate::inbound::next_log_id("out"), dir = "out", local = %key.0, remote = %key.1);
+                    tokio::spawn(run_pair(shared.clone(), key.0.clone(), key.1.clone(), rx).instrument(span));
+                    tx
+                })
+                .clone()
+        };
+        let Some(s) = stanza.take() else { return };
+        match tx.try_send(s) {
+            Ok(()) => return,
+            Err(mpsc::error::TrySendError::Full(s)) => {
+                let text = format!(
+                    "more than {QUEUE_PER_PAIR} stanzas are waiting for {}",
+                    key.1
+                );
+                return bounce_to_gateway(shared, &s, "resource-constraint", &text).await;
+            }
+            Err(mpsc::error::TrySendError::Closed(s)) => {
+                // The stream task ended between lookup and send: replace it.
+                if let Ok(mut pairs) = shared.outbound.pairs.lock()
+                    && pairs.get(&key).is_some_and(|t| t.same_channel(&tx))
+                {
+                    pairs.remove(&key);
+                }
+                stanza = Some(s);
+            }
+        }
+    }
+    if let Some(s) = stanza {
+        bounce_to_gateway(
+            shared,
+            &s,
+            "internal-server-error",
+            "could not queue the stanza",
+        )
+        .await;
+    }
+}
+
+/// Answers the internal sender with a stanza error (or counts the drop of an error stanza).
+pub async fn bounce_to_gateway(
+    shared: &Arc<Shared>,
+    stanza: &Element,
+    condition: &str,
+    text: &str,
+) {
+    shared.metrics.bounce(condition);
+    tracing::info!(condition, text, to = ?stanza.get_attr("to"), "bounced to the internal sender");
+    match stanza::bounce(stanza, condition, text) {
+        Some(reply) => shared.hub.deliver_internal(shared, reply).await,
+        None => tracing::warn!(
+            condition,
+            "undeliverable error stanza dropped (errors are never answered with errors)"
+        ),
+    }
+}
+
+async fn run_pair(
+    shared: Arc<Shared>,
+    local: String,
+    remote: String,
+    mut rx: mpsc::Receiver<Element>,
+) {
+    let mut failures = 0u32;
+    loop {
+        let policy = shared.policy.current();
+        let Some(partner) = policy.partner_for(&remote).cloned() else {
+            drain_and_bounce(
+                &shared,
+                &mut rx,
+                "not-allowed",
+                &format!("{remote} is no longer an allowed partner"),
+            )
+            .await;
+            break;
+        };
+        match connect(&shared, &local, &remote, &partner, Purpose::Stanzas).await {
+            Ok(Connected::Stream(mut conn, session, method)) => {
+                failures = 0;
+                tracing::info!(method = method.as_str(), "outbound stream established");
+                let label = StreamLabels {
+                    direction: "outbound",
+                    partner: partner.name.clone(),
+                    method: method.as_str(),
+                };
+                shared.metrics.streams.get_or_create(&label).inc();
+                let ended = established(&shared, &mut conn, session, &partner, &mut rx).await;
+                shared.metrics.streams.get_or_create(&label).dec();
+                conn.shutdown().await;
+                match ended {
+                    Ended::Idle | Ended::Shutdown => {}
+                    Ended::Failed(why) => tracing::info!(%why, "outbound stream ended"),
+                }
+                if shared.shutting_down() {
+                    drain_and_bounce(
+                        &shared,
+                        &mut rx,
+                        "remote-server-timeout",
+                        "the federation edge is shutting down",
+                    )
+                    .await;
+                    break;
+                }
+                if rx.is_empty() {
+                    break;
+                }
+            }
+            Ok(Connected::Verified(_)) => break,
+            Err(why) => {
+                failures += 1;
+                tracing::warn!(attempt = failures, %why, "outbound connection failed");
+                if failures >= ATTEMPTS {
+                    let condition = if why.contains("DNS") || why.contains("no XMPP") {
+                        "remote-server-not-found"
+                    } else {
+                        "remote-server-timeout"
+                    };
+                    drain_and_bounce(
+                        &shared,
+                        &mut rx,
+                        condition,
+                        &format!("could not reach {remote}: {why}"),
+                    )
+                    .await;
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(500 * 2u64.pow(failures - 1))).await;
+            }
+        }
+    }
+    // Leave the pool, then hand anything that raced in to a new stream.
+    if let Ok(mut pairs) = shared.outbound.pairs.lock() {
+        pairs.remove(&(local.clone(), remote.clone()));
+    }
+    rx.close();
+    while let Ok(s) = rx.try_recv() {
+        send(&shared, s).await;
+    }
+}
+
+async fn drain_and_bounce(
+    shared: &Arc<Shared>,
+    rx: &mut mpsc::Receiver<Element>,
+    condition: &str,
+    text: &str,
+) {
+    while let Ok(s) = rx.try_recv() {
+        bounce_to_gateway(shared, &s, condition, text).await;
+    }
+}
+
+enum Ended {
+    Idle,
+    Shutdown,
+    Failed(String),
+}
+
+/// Relays queued stanzas until the stream idles out, fails, the partner is removed, or the
+/// proxy drains.
+async fn established(
+    shared: &Arc<Shared>,
+    conn: &mut XmppConn,
+    mut session: OutboundSession,
+    partner: &Partner,
+    rx: &mut mpsc::Receiver<Element>,
+) -> Ended {
+    let mut policy_rx = shared.policy.subscribe();
+    let mut shutdown = shared.shutdown.subscribe();
+    let mut last_sent = Instant::now();
+    loop {
+        let limits = shared.policy.current().document().limits.clone();
+        let inactivity = Duration::from_secs(limits.stream_inactivity_timeout_seconds);
+        let keepalive = Duration::from_secs(limits.keep_alive_interval_seconds);
+        tokio::select! {
+            next = rx.recv() => {
+                let Some(s) = next else { return Ended::Idle };
+                let xml = s.to_xml_in(ns::SERVER);
+                if let Err(e) = conn.send(&xml).await {
+                    bounce_to_gateway(shared, &s, "remote-server-timeout", &format!("the stream to {} failed: {e}", partner.domain)).await;
+                    return Ended::Failed(e.to_string());
+                }
+                shared.metrics.stanza("outbound");
+                last_sent = Instant::now();
+            }
+            frame = conn.next_frame() => match frame {
+                Ok(Some(Frame::Element(e))) => {
+                    for a in session.handle(Input::Element(e)) {
+                        if let Action::Fail { send, reason } = a {
+                            if let Some(err) = send {
+                                let _ = conn.send(&(err.to_element().to_xml_in(ns::SERVER) + CLOSE_STREAM)).await;
+                            }
+                            return Ended::Failed(reason);
+                        }
+                    }
+                }
+                Ok(Some(Frame::KeepAlive | Frame::Header(_))) => {}
+                Ok(Some(Frame::Close)) | Ok(None) => {
+                    let _ = conn.send(CLOSE_STREAM).await;
+                    return Ended::Failed(format!("{} closed the stream", partner.domain));
+                }
+                Err(e) => return Ended::Failed(e.to_string()),
+            },
+            _ = sleep_until(last_sent + keepalive), if partner.keep_alive => {
+                // Whitespace keepalive (RFC 6120 §4.6.1) keeps NATs and the peer's idle timer happy.
+                if conn.send(" ").await.is_err() {
+                    return Ended::Failed("keepalive write failed".into());
+                }
+                last_sent = Instant::now();
+            }
+            _ = sleep_until(last_sent + inactivity), if !partner.keep_alive => {
+                let _ = conn.send(CLOSE_STREAM).await;
+                return Ended::Idle;
+            }
+            changed = policy_rx.changed() => {
+                if changed.is_err() { continue; }
+                let policy = policy_rx.borrow_and_update().clone();
+                let why = match policy.partner_for(&partner.domain) {
+                    None => Some(StreamError::new(C::PolicyViolation, format!("{} was removed from the allowed partners", partner.domain))),
+                    Some(p) if p.negotiation() != partner.negotiation() || p.proxy != partner.proxy => Some(StreamError::new(C::Reset, "the partner policy changed; reconnecting under the new rules")),
+                    Some(_) => None,
+                };
+                if let Some(err) = why {
+                    let _ = conn.send(&(err.to_element().to_xml_in(ns::SERVER) + CLOSE_STREAM)).await;
+                    return Ended::Failed(err.to_string());
+                }
+            }
+            _ = shutdown.changed() => {
+                let err = StreamError::new(C::SystemShutdown, "this federation edge instance is shutting down");
+                let _ = conn.send(&(err.to_element().to_xml_in(ns::SERVER) + CLOSE_STREAM)).await;
+                return Ended::Shutdown;
+            }
+        }
+    }
+}
+
+/// Receiving side of dialback: asks `originating`'s authoritative server whether `key` is
+/// its key for the stream `stream_id` to `receiving`.
+pub async fn verify_dialback(
+    shared: &Arc<Shared>,
+    receiving: &str,
+    originating: &str,
+    stream_id: &str,
+    key: &str,
+) -> Result<bool, String> {
+    let policy = shared.policy.current();
+    let partner = policy
+        .partner_for(originating)
+        .cloned()
+        .ok_or_else(|| format!("{originating} is not an allowed partner"))?;
+    let purpose = Purpose::Verify {
+        stream_id: stream_id.to_string(),
+        key: key.to_string(),
+    };
+    match timeout(
+        Duration::from_secs(30),
+        connect(shared, receiving, originating, &partner, purpose),
+    )
+    .await
+    {
+        Ok(Ok(Connected::Verified(v))) => Ok(v),
+        Ok(Ok(Connected::Stream(..))) => {
+            Err("the authoritative server did not answer the verification".into())
+        }
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err("timed out".into()),
+    }
+}
+
+enum Connected {
+    Stream(Box<XmppConn>, OutboundSession, Method),
+    Verified(bool),
+}
+
+/// Resolves, connects and negotiates, trying each target in order.
+async fn connect(
+    shared: &Arc<Shared>,
+    local: &str,
+    remote: &str,
+    partner: &Partner,
+    purpose: Purpose,
+) -> Result<Connected, String> {
+    let targets = match &partner.proxy {
+        Some(route) => vec![Target {
+            host: route.host.clone(),
+            port: route.port,
+            direct_tls: false,
+        }],
+        None => shared
+            .dns
+            .targets(remote)
+            .await
+            .map_err(|e| e.to_string())?,
+    };
+    let mut last_error = format!("no address for {remote}");
+    for target in targets {
+        let addrs = match shared.dns.addresses(&target.host, target.port).await {
+            Ok(a) => a,
+            Err(e) => {
+                last_error = e.to_string();
+                continue;
+            }
+        };
+        for addr in addrs {
+            match attempt(shared, local, remote, partner, &purpose, &target, addr).await {
+                Ok(c) => return Ok(c),
+                Err(e) => {
+                    tracing::debug!(%addr, direct_tls = target.direct_tls, error = %e, "target failed");
+                    last_error = format!("{}:{} ({addr}): {e}", target.host, target.port);
+                }
+            }
+        }
+    }
+    Err(last_error)
+}
+
+async fn attempt(
+    shared: &Arc<Shared>,
+    local: &str,
+    remote: &str,
+    partner: &Partner,
+    purpose: &Purpose,
+    target: &Target,
+    addr: std::net::SocketAddr,
+) -> Result<Connected, String> {
+    let tcp = timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+        .await
+        .map_err(|_| "connection timed out".to_string())?
+        .map_err(|e| format!("connection failed: {e}"))?;
+    let _ = tcp.set_nodelay(true);
+    let transport = if target.direct_tls {
+        let tls = timeout(
+            CONNECT_TIMEOUT,
+            connect_tls(tcp, shared.tls.client_direct.clone(), remote),
+        )
+        .await
+        .map_err(|_| "TLS handshake timed out".to_string())?
+        .map_err(|e| e.to_string())?;
+        Transport::ClientTls(Box::new(tls))
+    } else {
+        Transport::Plain(tcp)
+    };
+    let chain = transport.peer_chain();
+    let mut conn = XmppConn::new(transport, FramerLimits::PRE_AUTH);
+    let mut session = OutboundSession::new(
+        local,
+        remote,
+        partner.negotiation(),
+        shared.trust.clone(),
+        shared.secret.clone(),
+        purpose.clone(),
+        target.direct_tls,
+        chain,
+    );
+    let establishment = Duration::from_secs(
+        shared
+            .policy
+            .current()
+            .document()
+            .limits
+            .stream_establishment_timeout_seconds,
+    );
+    let deadline = Instant::now() + establishment;
+    let mut pending: std::collections::VecDeque<Action> = session.start().into();
+    loop {
+        while let Some(action) = pending.pop_front() {
+            match action {
+                Action::Send(data) => conn.send(&data).await.map_err(|e| e.to_string())?,
+                Action::StartTls => {
+                    conn.upgrade_client(shared.tls.client_starttls.clone(), remote)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    pending.extend(session.handle(Input::TlsEstablished(conn.peer_chain())));
+                }
+                Action::ResetFramer(l) => conn.framer_mut().reset(l),
+                Action::Established(method) => {
+                    let max = shared.policy.current().document().limits.max_stanza_bytes as usize;
+                    conn.framer_mut()
+                        .set_limits(FramerLimits::authenticated(max));
+                    return Ok(Connected::Stream(Box::new(conn), session, method));
+                }
+                Action::Verified(v) => {
+                    let _ = conn.send(CLOSE_STREAM).await;
+                    conn.shutdown().await;
+                    return Ok(Connected::Verified(v));
+                }
+                Action::Fail { send, reason } => {
+                    if let Some(e) = send {
+                        let _ = conn
+                            .send(&(e.to_element().to_xml_in(ns::SERVER) + CLOSE_STREAM))
+                            .await;
+                    }
+                    conn.shutdown().await;
+                    return Err(reason);
+                }
+            }
+        }
+        let frame = tokio::select! {
+            f = conn.next_frame() => f.map_err(|e| e.to_string())?,
+            _ = sleep_until(deadline) => return Err(format!("not established within {} s", establishment.as_secs())),
+        };
+        match frame {
+            Some(Frame::Header(h)) => pending.extend(session.handle(Input::Header(h))),
+            Some(Frame::Element(e)) => pending.extend(session.handle(Input::Element(e))),
+            Some(Frame::KeepAlive) => {}
+            Some(Frame::Close) | None => {
+                return Err(format!("{remote} closed the connection during negotiation"));
+            }
+        }
+    }
+}
