@@ -276,3 +276,5 @@ pub fn shared_dir() -> tempfile::TempDir {
 }
 
 pub type Shared = Arc<xmppfed_proxy::Shared>;
+
+pub mod servers;

@@ -1,0 +1,329 @@
+//! The proxy against a real Prosody from Debian, found through real SRV records (dnsmasq),
+//! with certificates from a test CA: each test is a row of the matrix "our partner settings ×
+//! the peer's settings and certificate → what was negotiated, or which stream error".
+//!
+//! Topology per test: Prosody serves `partner.example`; our proxy serves `example.com`; a test
+//! gateway end stands in for the gateway on the internal link.
+
+mod support;
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+use support::servers::{Dns, Prosody, ProsodyOptions, Srv, servers_available};
+use support::*;
+use xmppfed_xmpp::devca::{CertSpec, Eku};
+use xmppfed_xmpp::element::Element;
+use xmppfed_xmpp::ns;
+
+struct Lab {
+    _dir: tempfile::TempDir,
+    _dns: Dns,
+    prosody: Prosody,
+    proxy: TestProxy,
+    gateway: TestGateway,
+}
+
+struct LabSpec<'a> {
+    /// Last octet block: the lab uses 127.0.<n>.1 (DNS), .2 (proxy), .3 (prosody).
+    net: u8,
+    partner: Option<PartnerSpec<'a>>,
+    prosody_cert: CertSpec,
+    secure_auth: bool,
+    /// Publish `_xmpps-server` for our edge (direct TLS) or `.` (STARTTLS only).
+    direct_tls: bool,
+}
+
+impl LabSpec<'_> {
+    fn new(net: u8) -> Self {
+        Self {
+            net,
+            partner: Some(PartnerSpec::new("partner.example")),
+            prosody_cert: CertSpec::for_domain("partner.example"),
+            secure_auth: true,
+            direct_tls: false,
+        }
+    }
+}
+
+async fn lab(spec: LabSpec<'_>) -> Lab {
+    init_tracing();
+    let dir = tempfile::Builder::new()
+        .prefix("xmppfed-interop")
+        .tempdir()
+        .expect("tmp");
+    let ip = |last: u8| Ipv4Addr::new(127, 0, spec.net, last);
+    let (dns_ip, proxy_ip, prosody_ip) = (ip(1), ip(2), ip(3));
+    let (p, d) = (proxy_ip.to_string(), prosody_ip.to_string());
+    let dns = Dns::start(
+        dir.path(),
+        dns_ip,
+        &[
+            if spec.direct_tls {
+                Srv("_xmpps-server._tcp.example.com", &p, 5270)
+            } else {
+                Srv("_xmpps-server._tcp.example.com", ".", 0)
+            },
+            Srv("_xmpp-server._tcp.example.com", &p, 5269),
+            Srv("_xmpps-server._tcp.partner.example", ".", 0),
+            Srv("_xmpp-server._tcp.partner.example", &d, 15269),
+        ],
+    );
+    let pki = Pki::new();
+    let ca = pki.write_ca(dir.path());
+    let (cert, key) = pki.write(dir.path(), "partner", &spec.prosody_cert);
+    let prosody = Prosody::start(
+        dir.path(),
+        &ProsodyOptions {
+            domain: "partner.example",
+            ip: prosody_ip,
+            dns: dns.addr,
+            cert: &cert,
+            key: &key,
+            ca: &ca,
+            secure_auth: spec.secure_auth,
+        },
+    );
+    let partners: Vec<PartnerSpec> = spec.partner.into_iter().collect();
+    let proxy = start_proxy(
+        dir.path(),
+        &pki,
+        IpAddr::V4(proxy_ip),
+        "example.com",
+        &partners,
+        Some(dns.addr),
+    )
+    .await;
+    let gateway = TestGateway::connect(&proxy).await;
+    Lab {
+        _dir: dir,
+        _dns: dns,
+        prosody,
+        proxy,
+        gateway,
+    }
+}
+
+fn ping(from: &str, to: &str, id: &str) -> Element {
+    Element::new(ns::SERVER, "iq")
+        .attr("type", "get")
+        .attr("from", from)
+        .attr("to", to)
+        .attr("id", id)
+        .child(Element::new(ns::PING, "ping"))
+}
+
+/// Prosody pings our domain (through the proxy, to the test gateway, which answers).
+async fn prosody_pings_us(lab: &mut Lab) -> String {
+    let dir = lab.prosody.dir.clone();
+    let shell = tokio::task::spawn_blocking(move || {
+        let out = std::process::Command::new("prosodyctl")
+            .arg("--config")
+            .arg(dir.join("prosody.cfg.lua"))
+            .args(["shell", "xmpp", "ping", "partner.example", "example.com"])
+            .output()
+            .expect("prosodyctl");
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr)
+    });
+    // Answer the ping if it reaches the gateway.
+    if let Some(iq) = lab.gateway.recv(Duration::from_secs(8)).await {
+        let reply = Element::new(ns::SERVER, "iq")
+            .attr("type", "result")
+            .attr("from", iq.get_attr("to").unwrap_or_default())
+            .attr("to", iq.get_attr("from").unwrap_or_default())
+            .attr("id", iq.get_attr("id").unwrap_or_default());
+        lab.gateway.send(&reply).await;
+    }
+    shell.await.expect("shell task")
+}
+
+fn grep(log: &str, needle: &str) -> bool {
+    log.lines().any(|l| l.contains(needle))
+}
+
+fn dump(lab: &Lab) -> String {
+    let log = lab.prosody.log();
+    let tail: Vec<&str> = log.lines().rev().take(60).collect();
+    format!(
+        "prosody log tail:\n{}",
+        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sasl_external_both_ways_with_prosody() {
+    if !servers_available() {
+        return;
+    }
+    let mut lab = lab(LabSpec::new(61)).await;
+    // Outbound: our gateway pings prosody's domain; prosody answers over its own stream to us.
+    lab.gateway
+        .send(&ping("example.com", "partner.example", "p1"))
+        .await;
+    let answer = lab.gateway.recv(Duration::from_secs(15)).await;
+    let answer = answer.unwrap_or_else(|| panic!("no ping answer\n{}", dump(&lab)));
+    assert_eq!(
+        answer.get_attr("type"),
+        Some("result"),
+        "{}",
+        answer.to_xml()
+    );
+    assert_eq!(answer.get_attr("id"), Some("p1"));
+    // Inbound: prosody pings us.
+    let out = prosody_pings_us(&mut lab).await;
+    assert!(out.contains("pong"), "{out}\n{}", dump(&lab));
+    let log = lab.prosody.log();
+    assert!(
+        grep(&log, "SASL EXTERNAL with example.com succeeded"),
+        "{}",
+        dump(&lab)
+    );
+    assert!(
+        grep(&log, "Accepting SASL EXTERNAL identity from example.com"),
+        "{}",
+        dump(&lab)
+    );
+    let streams = metric(&lab.proxy, "streams{");
+    assert!(
+        streams
+            .iter()
+            .any(|l| l.contains("inbound") && l.contains("sasl-external")),
+        "{streams:?}"
+    );
+    assert!(
+        streams
+            .iter()
+            .any(|l| l.contains("outbound") && l.contains("sasl-external")),
+        "{streams:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prosody_uses_direct_tls_when_published() {
+    if !servers_available() {
+        return;
+    }
+    let mut spec = LabSpec::new(62);
+    spec.direct_tls = true;
+    let mut lab = lab(spec).await;
+    let out = prosody_pings_us(&mut lab).await;
+    assert!(out.contains("pong"), "{out}\n{}", dump(&lab));
+    assert!(
+        grep(&lab.prosody.log(), "Next target to try is 127.0.62.2:5270"),
+        "prosody should have chosen the _xmpps-server target\n{}",
+        dump(&lab)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unlisted_partner_is_refused_with_policy_violation() {
+    if !servers_available() {
+        return;
+    }
+    let mut spec = LabSpec::new(63);
+    spec.partner = Some(PartnerSpec::new("someone-else.example"));
+    let mut lab = lab(spec).await;
+    let out = prosody_pings_us(&mut lab).await;
+    assert!(!out.contains("pong"), "{out}");
+    assert!(
+        grep(
+            &lab.prosody.log(),
+            "partner.example is not an allowed partner"
+        ),
+        "{out}\n{}",
+        dump(&lab)
+    );
+    assert!(
+        metric(&lab.proxy, "rejections")
+            .iter()
+            .any(|l| l.contains("policy-violation"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_domain_certificate_is_not_authorized() {
+    if !servers_available() {
+        return;
+    }
+    let mut spec = LabSpec::new(64);
+    spec.prosody_cert = CertSpec::for_domain("imposter.example");
+    let mut lab = lab(spec).await;
+    let out = prosody_pings_us(&mut lab).await;
+    assert!(!out.contains("pong"), "{out}");
+    assert!(
+        grep(&lab.prosody.log(), "not valid for partner.example"),
+        "{out}\n{}",
+        dump(&lab)
+    );
+    assert!(
+        metric(&lab.proxy, "rejections")
+            .iter()
+            .any(|l| l.contains("not-authorized"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_certificate_is_not_authorized() {
+    if !servers_available() {
+        return;
+    }
+    let mut spec = LabSpec::new(65);
+    spec.prosody_cert = CertSpec {
+        expired: true,
+        ..CertSpec::for_domain("partner.example")
+    };
+    let mut lab = lab(spec).await;
+    let out = prosody_pings_us(&mut lab).await;
+    assert!(!out.contains("pong"), "{out}");
+    assert!(
+        grep(&lab.prosody.log(), "it has expired"),
+        "{out}\n{}",
+        dump(&lab)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_auth_only_certificate_is_accepted() {
+    if !servers_available() {
+        return;
+    }
+    let mut spec = LabSpec::new(66);
+    spec.prosody_cert = CertSpec {
+        eku: Eku::ServerOnly,
+        ..CertSpec::for_domain("partner.example")
+    };
+    let mut lab = lab(spec).await;
+    let out = prosody_pings_us(&mut lab).await;
+    assert!(out.contains("pong"), "{out}\n{}", dump(&lab));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dialback_partner_authenticates_with_callbacks_both_ways() {
+    if !servers_available() {
+        return;
+    }
+    let mut spec = LabSpec::new(67);
+    let mut partner = PartnerSpec::new("partner.example");
+    partner.sasl = "NotSupported";
+    spec.partner = Some(partner);
+    spec.secure_auth = false;
+    spec.prosody_cert = CertSpec::for_domain("imposter.example");
+    let mut lab = lab(spec).await;
+    let out = prosody_pings_us(&mut lab).await;
+    assert!(out.contains("pong"), "{out}\n{}", dump(&lab));
+    lab.gateway
+        .send(&ping("example.com", "partner.example", "p2"))
+        .await;
+    let answer = lab.gateway.recv(Duration::from_secs(15)).await;
+    assert!(
+        answer.is_some_and(|a| a.get_attr("type") == Some("result")),
+        "{}",
+        dump(&lab)
+    );
+    let streams = metric(&lab.proxy, "streams{");
+    assert!(
+        streams
+            .iter()
+            .any(|l| l.contains("inbound") && l.contains("tls-dialback")),
+        "{streams:?}"
+    );
+}
