@@ -48,7 +48,8 @@ impl FramerLimits {
             max_depth: 32,
             max_attributes: 64,
             max_name_len: 256,
-            max_token_len: 64 * 1024,
+            // One text node may fill the stanza (a base64 avatar in a vCard does).
+            max_token_len: max_stanza_bytes,
         }
     }
 }
@@ -305,6 +306,13 @@ impl StanzaFramer {
     }
 }
 
+/// `<!` followed by a letter: `<!DOCTYPE`, `<!ENTITY`, … (CDATA is `<![`).
+fn declares_markup(bytes: &[u8]) -> bool {
+    bytes
+        .windows(3)
+        .any(|w| w[0] == b'<' && w[1] == b'!' && w[2].is_ascii_alphabetic())
+}
+
 impl Decoder for StanzaFramer {
     type Item = Frame;
     type Error = FramingError;
@@ -322,6 +330,12 @@ impl Decoder for StanzaFramer {
             let mut input: &[u8] = &src[..];
             let result = self.parser.parse(&mut input, false);
             let consumed = src.len() - input.len();
+            let parsed = if result.is_err() {
+                // What was parsed plus the bytes the error may sit on.
+                src[..src.len().min(consumed + 16)].to_vec()
+            } else {
+                Vec::new()
+            };
             src.advance(consumed);
             match result {
                 Ok(Some(event)) => {
@@ -335,7 +349,23 @@ impl Decoder for StanzaFramer {
                     self.check_size()?;
                     return Ok(None);
                 }
-                Err(EndOrError::Error(e)) => return Err(FramingError::Xml(e)),
+                Err(EndOrError::Error(e)) => {
+                    // rxml reports a DTD or other markup declaration as a syntax error; the
+                    // peer should learn it broke RFC 6120 §11's restrictions.
+                    // rxml's token-length limit: a size limit, so a policy violation.
+                    if matches!(e, rxml::Error::RestrictedXml(m) if m.contains("long name")) {
+                        return Err(self.limit(format!(
+                            "a name, attribute value or text run longer than {} bytes",
+                            self.limits.max_token_len
+                        )));
+                    }
+                    if declares_markup(&parsed) {
+                        return Err(FramingError::Xml(rxml::Error::RestrictedXml(
+                            "DTDs and markup declarations are not allowed in XMPP",
+                        )));
+                    }
+                    return Err(FramingError::Xml(e));
+                }
             }
         }
     }

@@ -55,8 +55,18 @@ impl<'a> PartnerSpec<'a> {
 
 /// Compiles CR YAML for a federation serving `domain` with `partners` into a policy file.
 pub fn write_policy(path: &Path, domain: &str, partners: &[PartnerSpec], max_stanza: u32) {
+    write_policy_with(
+        path,
+        domain,
+        partners,
+        &format!("maxStanzaBytes: {max_stanza}, streamEstablishmentTimeout: 10s"),
+    );
+}
+
+/// As [`write_policy`], with the federation's `limits` map given as YAML flow entries.
+pub fn write_policy_with(path: &Path, domain: &str, partners: &[PartnerSpec], limits: &str) {
     let mut yaml = format!(
-        "apiVersion: xmppfed.io/v1alpha1\nkind: XmppFederation\nmetadata: {{name: test, namespace: t}}\nspec:\n  domains: [{domain}]\n  edge: {{hostname: xmpp.{domain}}}\n  gateway:\n    internalServers: [{{host: internal.{domain}}}]\n  limits: {{maxStanzaBytes: {max_stanza}, streamEstablishmentTimeout: 10s}}\n  tls: {{secretName: edge-tls}}\n"
+        "apiVersion: xmppfed.io/v1alpha1\nkind: XmppFederation\nmetadata: {{name: test, namespace: t}}\nspec:\n  domains: [{domain}]\n  edge: {{hostname: xmpp.{domain}}}\n  gateway:\n    internalServers: [{{host: internal.{domain}}}]\n  limits: {{{limits}}}\n  tls: {{secretName: edge-tls}}\n"
     );
     for (i, p) in partners.iter().enumerate() {
         yaml.push_str(&format!(
@@ -249,7 +259,7 @@ pub fn message(from: &str, to: &str, body: &str) -> Element {
         .attr("from", from)
         .attr("to", to)
         .attr("type", "chat")
-        .attr("id", format!("m-{body}"))
+        .attr("id", format!("m-{}", body.chars().take(16).collect::<String>()))
         .child(Element::new(xmppfed_xmpp::ns::SERVER, "body").text(body))
 }
 

@@ -87,8 +87,9 @@ fn hostile_xml_is_refused_with_the_right_condition() {
     let cases = [
         (
             "<!DOCTYPE lolz [<!ENTITY lol 'lol'><!ENTITY lol2 '&lol;&lol;'>]><stream:stream xmlns:stream='http://etherx.jabber.org/streams'>",
-            None,
+            Some(C::RestrictedXml),
         ),
+        ("<message><!DOCTYPE x></message>", Some(C::RestrictedXml)),
         ("<message><?evil pi?></message>", None),
         ("<message><!-- comment --></message>", None),
         ("<message>&foo;</message>", None),
@@ -252,5 +253,23 @@ fn an_empty_element_is_yielded_without_waiting_for_more_bytes() {
     assert!(
         matches!(&frame, Some(Frame::Element(e)) if e.name == "starttls"),
         "{frame:?}"
+    );
+}
+
+#[test]
+fn one_text_node_may_fill_the_whole_stanza() {
+    // A vCard avatar is one long base64 text node; only the stanza limit applies to it.
+    let limits = FramerLimits::authenticated(200_000);
+    let input = format!(
+        "{HEADER}<iq><vCard><PHOTO>{}</PHOTO></vCard></iq></stream:stream>",
+        "A".repeat(150_000)
+    );
+    let (frames, error) = frames(input.as_bytes(), 8192, limits);
+    assert!(error.is_none(), "{error:?}");
+    assert!(
+        frames
+            .iter()
+            .any(|f| matches!(f, Frame::Element(e) if e.name == "iq")),
+        "{frames:?}"
     );
 }
