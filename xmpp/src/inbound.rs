@@ -66,7 +66,7 @@ impl Method {
 }
 
 /// Events from the driver.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Input {
     Header(StreamHeader),
     Element(Element),

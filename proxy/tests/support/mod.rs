@@ -259,7 +259,10 @@ pub fn message(from: &str, to: &str, body: &str) -> Element {
         .attr("from", from)
         .attr("to", to)
         .attr("type", "chat")
-        .attr("id", format!("m-{}", body.chars().take(16).collect::<String>()))
+        .attr(
+            "id",
+            format!("m-{}", body.chars().take(16).collect::<String>()),
+        )
         .child(Element::new(xmppfed_xmpp::ns::SERVER, "body").text(body))
 }
 

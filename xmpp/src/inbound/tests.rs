@@ -453,3 +453,98 @@ fn mismatched_authzid_is_refused() {
         StreamErrorCondition::NotAuthorized
     );
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn domain() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("example.com".to_string()),
+            Just("partner.example".to_string()),
+            Just("stranger.example".to_string()),
+            Just("".to_string()),
+            Just("a@b/c".to_string()),
+            "[a-zA-Z0-9.\\-]{0,20}",
+        ]
+    }
+
+    fn element() -> impl Strategy<Value = Element> {
+        let name = prop_oneof![
+            Just((ns::TLS, "starttls")),
+            Just((ns::SASL, "auth")),
+            Just((ns::DIALBACK, "result")),
+            Just((ns::DIALBACK, "verify")),
+            Just((ns::SERVER, "message")),
+            Just((ns::SERVER, "iq")),
+            Just((ns::STREAMS, "error")),
+            Just(("urn:x", "junk")),
+        ];
+        (name, domain(), domain(), "[ -~]{0,40}", any::<bool>()).prop_map(
+            |((n, local), from, to, text, typed)| {
+                let mut e = Element::new(n, local)
+                    .attr("from", from)
+                    .attr("to", to)
+                    .attr("id", "i");
+                if local == "auth" {
+                    e = e.attr("mechanism", if typed { "EXTERNAL" } else { "PLAIN" });
+                }
+                if typed && n == ns::DIALBACK {
+                    e = e.attr("type", "valid");
+                }
+                e.text(text)
+            },
+        )
+    }
+
+    fn input() -> impl Strategy<Value = Input> {
+        prop_oneof![
+            (
+                proptest::option::of(domain()),
+                proptest::option::of(domain()),
+                any::<bool>()
+            )
+                .prop_map(|(from, to, v1)| {
+                    Input::Header(StreamHeader {
+                        from,
+                        to,
+                        id: None,
+                        version: v1.then(|| "1.0".to_string()),
+                        lang: None,
+                    })
+                }),
+            element().prop_map(Input::Element),
+            Just(Input::TlsEstablished(Vec::new())),
+            (domain(), domain(), any::<bool>()).prop_map(|(from, to, ok)| Input::DialbackChecked {
+                from,
+                to,
+                result: Ok(ok)
+            }),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(400))]
+
+        /// Whatever a peer sends, the session never panics, never delivers a stanza from an
+        /// unauthenticated or unlisted domain, and every error it closes with says why.
+        #[test]
+        fn arbitrary_peers_are_policed(inputs in proptest::collection::vec(input(), 1..30)) {
+            let f = fixture();
+            let p = policy(Optional, Optional, true);
+            let mut s = f.session();
+            for i in inputs {
+                for a in s.handle(i, &p) {
+                    match a {
+                        Action::Close(Some(e)) => prop_assert!(!e.text.is_empty()),
+                        Action::Deliver { from, to, .. } => {
+                            prop_assert_eq!(from.as_str(), "partner.example");
+                            prop_assert_eq!(to.as_str(), "example.com");
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+}
