@@ -25,24 +25,12 @@ pub fn next_log_id(prefix: &str) -> String {
 }
 
 pub async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, direct_tls: bool) {
-    let mut shutdown = shared.shutdown.subscribe();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((tcp, peer)) => {
-                    let _ = tcp.set_nodelay(true);
-                    let id = next_log_id("in");
-                    let span = tracing::info_span!("stream", id = %id, dir = "in", %peer, direct_tls);
-                    tokio::spawn(serve(shared.clone(), tcp, peer, direct_tls).instrument(span));
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
-            _ = shutdown.changed() => return,
-        }
-    }
+    crate::accept_until_shutdown(&shared.clone(), listener, |tcp, peer| {
+        let span =
+            tracing::info_span!("stream", id = %next_log_id("in"), dir = "in", %peer, direct_tls);
+        tokio::spawn(serve(shared.clone(), tcp, peer, direct_tls).instrument(span));
+    })
+    .await;
 }
 
 enum Control {

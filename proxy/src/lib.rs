@@ -109,6 +109,31 @@ impl InboundPolicy for PolicyView<'_> {
     }
 }
 
+/// Accepts connections until the proxy drains, handing each to `handle` (which spawns).
+pub(crate) async fn accept_until_shutdown(
+    shared: &Shared,
+    listener: TcpListener,
+    mut handle: impl FnMut(tokio::net::TcpStream, SocketAddr),
+) {
+    let mut shutdown = shared.shutdown.subscribe();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, peer)) => {
+                    let _ = tcp.set_nodelay(true);
+                    handle(tcp, peer);
+                }
+                Err(e) => {
+                    // Out of descriptors, usually: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
 /// A running proxy.
 pub struct RunningProxy {
     pub shared: Arc<Shared>,

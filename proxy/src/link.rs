@@ -118,24 +118,12 @@ impl LinkHub {
 }
 
 pub async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, acceptor: TlsAcceptor) {
-    let mut shutdown = shared.shutdown.subscribe();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((tcp, peer)) => {
-                    let _ = tcp.set_nodelay(true);
-                    let id = LINK_SEQ.fetch_add(1, Ordering::Relaxed);
-                    let span = tracing::info_span!("link", id, %peer);
-                    tokio::spawn(serve(shared.clone(), acceptor.clone(), tcp, id).instrument(span));
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "link accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
-            _ = shutdown.changed() => return,
-        }
-    }
+    crate::accept_until_shutdown(&shared.clone(), listener, |tcp, peer| {
+        let id = LINK_SEQ.fetch_add(1, Ordering::Relaxed);
+        let span = tracing::info_span!("link", id, %peer);
+        tokio::spawn(serve(shared.clone(), acceptor.clone(), tcp, id).instrument(span));
+    })
+    .await;
 }
 
 async fn serve(shared: Arc<Shared>, acceptor: TlsAcceptor, tcp: tokio::net::TcpStream, id: u64) {
