@@ -15,7 +15,7 @@ use xmppfed_xmpp::conn::{ConnError, Transport, XmppConn};
 use xmppfed_xmpp::framer::{Frame, FramerLimits, StreamHeader};
 use xmppfed_xmpp::inbound::{Action, InboundSession, Input};
 use xmppfed_xmpp::stream::{self, CLOSE_STREAM};
-use xmppfed_xmpp::{StreamError, StreamErrorCondition as C, addr, ns};
+use xmppfed_xmpp::{StreamError, StreamErrorCondition as C, addr};
 
 static STREAM_SEQ: AtomicU64 = AtomicU64::new(1);
 
@@ -120,7 +120,7 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, direct_tls
                         if !header_sent {
                             let _ = conn.send(&stream::open_stream(&our_default_header())).await;
                         }
-                        let _ = send_error(&mut conn, &error).await;
+                        let _ = conn.close_with(&error).await;
                         break Some(error);
                     }
                     Err(e) => {
@@ -137,12 +137,12 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, direct_tls
                 if !header_sent {
                     let _ = conn.send(&stream::open_stream(&our_default_header())).await;
                 }
-                let _ = send_error(&mut conn, &error).await;
+                let _ = conn.close_with(&error).await;
                 break Some(error);
             }
             _ = sleep_until(last_activity + inactivity), if authenticated => {
                 let error = StreamError::new(C::ConnectionTimeout, format!("no traffic for {} s (streamInactivityTimeout)", inactivity.as_secs()));
-                let _ = send_error(&mut conn, &error).await;
+                let _ = conn.close_with(&error).await;
                 break Some(error);
             }
             changed = policy_rx.changed() => {
@@ -152,7 +152,7 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, direct_tls
                 let policy = policy_rx.borrow_and_update().clone();
                 if let Some(error) = session.recheck(&PolicyView(&policy)) {
                     tracing::info!(%error, "closing after a policy change");
-                    let _ = send_error(&mut conn, &error).await;
+                    let _ = conn.close_with(&error).await;
                     break Some(error);
                 }
                 if session.is_authenticated() {
@@ -163,7 +163,7 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, direct_tls
             }
             _ = shutdown.changed() => {
                 let error = StreamError::new(C::SystemShutdown, "this federation edge instance is shutting down; reconnect to reach another");
-                let _ = send_error(&mut conn, &error).await;
+                let _ = conn.close_with(&error).await;
                 break Some(error);
             }
         };
@@ -247,7 +247,7 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, direct_tls
                 }
                 Action::Close(error) => {
                     if let Some(e) = &error {
-                        let _ = send_error(&mut conn, e).await;
+                        let _ = conn.close_with(e).await;
                     } else {
                         let _ = conn.send(CLOSE_STREAM).await;
                     }
@@ -319,13 +319,7 @@ async fn send_header_and_error(conn: &mut XmppConn, h: &StreamHeader, error: Str
         lang: None,
     };
     let _ = conn.send(&stream::open_stream(&ours)).await;
-    let _ = send_error(conn, &error).await;
-}
-
-async fn send_error(conn: &mut XmppConn, error: &StreamError) -> std::io::Result<()> {
-    let mut out = error.to_element().to_xml_in(ns::SERVER);
-    out.push_str(CLOSE_STREAM);
-    conn.send(&out).await
+    let _ = conn.close_with(&error).await;
 }
 
 async fn refuse_before_header(

@@ -19,7 +19,7 @@ use xmppfed_xmpp::conn::{Transport, XmppConn};
 use xmppfed_xmpp::element::Element;
 use xmppfed_xmpp::framer::{Frame, FramerLimits};
 use xmppfed_xmpp::link;
-use xmppfed_xmpp::stream::{self, CLOSE_STREAM};
+use xmppfed_xmpp::stream;
 use xmppfed_xmpp::{StreamError, StreamErrorCondition as C, addr, ns, stanza};
 
 static LINK_SEQ: AtomicU64 = AtomicU64::new(1);
@@ -201,7 +201,7 @@ async fn serve(shared: Arc<Shared>, acceptor: TlsAcceptor, tcp: tokio::net::TcpS
                 Err(e) => {
                     let err = e.to_string();
                     if let xmppfed_xmpp::conn::ConnError::Framing(f) = &e {
-                        let _ = conn.send(&(f.stream_error().to_element().to_xml_in(ns::SERVER) + CLOSE_STREAM)).await;
+                        let _ = conn.close_with(&f.stream_error()).await;
                     }
                     break err;
                 }
@@ -218,7 +218,7 @@ async fn serve(shared: Arc<Shared>, acceptor: TlsAcceptor, tcp: tokio::net::TcpS
                 let err = StreamError::new(C::SystemShutdown, "the proxy is draining");
                 // Give the gateway a moment to acknowledge what it has.
                 let _ = conn.send(&link::ack(received)).await;
-                let _ = conn.send(&(err.to_element().to_xml_in(ns::SERVER) + CLOSE_STREAM)).await;
+                let _ = conn.close_with(&err).await;
                 break "draining".into();
             }
         }

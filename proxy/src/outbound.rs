@@ -34,17 +34,6 @@ pub struct OutboundPool {
     pairs: Mutex<HashMap<(String, String), mpsc::Sender<Element>>>,
 }
 
-impl OutboundPool {
-    /// Open outbound pair streams (for tests and `/readyz` details).
-    pub fn len(&self) -> usize {
-        self.pairs.lock().map(|p| p.len()).unwrap_or(0)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
 /// Sends a stanza from the internal side to a partner, or bounces it to its sender.
 ///
 /// Boxed with an explicit `Send` bound: sending may start a stream task that itself re-sends
@@ -299,7 +288,7 @@ async fn established(
                     for a in session.handle(Input::Element(e)) {
                         if let Action::Fail { send, reason } = a {
                             if let Some(err) = send {
-                                let _ = conn.send(&(err.to_element().to_xml_in(ns::SERVER) + CLOSE_STREAM)).await;
+                                let _ = conn.close_with(&err).await;
                             }
                             return Ended::Failed(reason);
                         }
@@ -332,13 +321,13 @@ async fn established(
                     Some(_) => None,
                 };
                 if let Some(err) = why {
-                    let _ = conn.send(&(err.to_element().to_xml_in(ns::SERVER) + CLOSE_STREAM)).await;
+                    let _ = conn.close_with(&err).await;
                     return Ended::Failed(err.to_string());
                 }
             }
             _ = shutdown.changed() => {
                 let err = StreamError::new(C::SystemShutdown, "this federation edge instance is shutting down");
-                let _ = conn.send(&(err.to_element().to_xml_in(ns::SERVER) + CLOSE_STREAM)).await;
+                let _ = conn.close_with(&err).await;
                 return Ended::Shutdown;
             }
         }
@@ -497,9 +486,7 @@ async fn attempt(
                 }
                 Action::Fail { send, reason } => {
                     if let Some(e) = send {
-                        let _ = conn
-                            .send(&(e.to_element().to_xml_in(ns::SERVER) + CLOSE_STREAM))
-                            .await;
+                        let _ = conn.close_with(&e).await;
                     }
                     conn.shutdown().await;
                     return Err(reason);

@@ -43,23 +43,6 @@ impl Transport {
     pub fn is_tls(&self) -> bool {
         !matches!(self, Transport::Plain(_))
     }
-
-    /// The negotiated ALPN protocol, if any.
-    pub fn alpn(&self) -> Option<Vec<u8>> {
-        match self {
-            Transport::Plain(_) => None,
-            Transport::ServerTls(s) => s.get_ref().1.alpn_protocol().map(<[u8]>::to_vec),
-            Transport::ClientTls(s) => s.get_ref().1.alpn_protocol().map(<[u8]>::to_vec),
-        }
-    }
-
-    pub fn tcp(&self) -> &TcpStream {
-        match self {
-            Transport::Plain(t) => t,
-            Transport::ServerTls(s) => s.get_ref().0,
-            Transport::ClientTls(s) => s.get_ref().0,
-        }
-    }
 }
 
 macro_rules! delegate {
@@ -150,10 +133,6 @@ impl XmppConn {
         })
     }
 
-    pub fn transport_ref(&self) -> Option<&Transport> {
-        self.transport.as_ref()
-    }
-
     pub fn framer_mut(&mut self) -> &mut StanzaFramer {
         &mut self.framer
     }
@@ -182,6 +161,13 @@ impl XmppConn {
         transport.flush().await?;
         self.bytes_out += data.len() as u64;
         Ok(())
+    }
+
+    /// Sends a stream error (with its text) and closes the stream.
+    pub async fn close_with(&mut self, error: &crate::StreamError) -> io::Result<()> {
+        let mut out = error.to_element().to_xml_in(crate::ns::SERVER);
+        out.push_str(crate::stream::CLOSE_STREAM);
+        self.send(&out).await
     }
 
     /// Half-closes after a final write; errors are irrelevant at this point.

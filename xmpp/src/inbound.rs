@@ -188,11 +188,6 @@ impl InboundSession {
         self.tls
     }
 
-    /// The `from` of the stream header, when the peer gave one.
-    pub fn peer_domain(&self) -> Option<&str> {
-        self.header_from.as_deref()
-    }
-
     /// Whether at least one domain pair is authenticated.
     pub fn is_authenticated(&self) -> bool {
         self.sasl_domain.is_some()
