@@ -23,7 +23,7 @@ use xmppfed_xmpp::conn::{Transport, XmppConn};
 use xmppfed_xmpp::devca::CertSpec;
 use xmppfed_xmpp::dialback::DialbackSecret;
 use xmppfed_xmpp::framer::{Frame, FramerLimits, StanzaFramer};
-use xmppfed_xmpp::outbound::{Action, Input, OutboundSession, Purpose};
+use xmppfed_xmpp::outbound::{Negotiated, OutboundSession, Purpose, negotiate};
 use xmppfed_xmpp::tls::{self, Identity, TlsMode};
 
 fn stanza(i: usize) -> String {
@@ -88,29 +88,9 @@ async fn partner_stream(
         Vec::new(),
     );
     let client = tls::s2s_client_config(Some(identity), TlsMode::StartTls).expect("client config");
-    let mut pending: std::collections::VecDeque<Action> = session.start().into();
-    loop {
-        while let Some(a) = pending.pop_front() {
-            match a {
-                Action::Send(s) => conn.send(&s).await.expect("send"),
-                Action::StartTls => {
-                    conn.upgrade_client(client.clone(), "example.com")
-                        .await
-                        .expect("tls");
-                    pending.extend(session.handle(Input::TlsEstablished(conn.peer_chain())));
-                }
-                Action::ResetFramer(l) => conn.framer_mut().reset(l),
-                Action::Established(_) => return conn,
-                Action::Verified(_) => unreachable!(),
-                Action::Fail { reason, .. } => panic!("negotiation failed: {reason}"),
-            }
-        }
-        match conn.next_frame().await.expect("frame") {
-            Some(Frame::Header(h)) => pending.extend(session.handle(Input::Header(h))),
-            Some(Frame::Element(e)) => pending.extend(session.handle(Input::Element(e))),
-            Some(_) => {}
-            None => panic!("closed during negotiation"),
-        }
+    match negotiate(&mut conn, &mut session, client).await {
+        Ok(Negotiated::Established(_)) => conn,
+        other => panic!("negotiation failed: {other:?}"),
     }
 }
 

@@ -20,7 +20,7 @@ use xmppfed_xmpp::conn::{Transport, XmppConn, connect_tls};
 use xmppfed_xmpp::element::Element;
 use xmppfed_xmpp::framer::{Frame, FramerLimits};
 use xmppfed_xmpp::inbound::Method;
-use xmppfed_xmpp::outbound::{Action, Input, OutboundSession, Purpose};
+use xmppfed_xmpp::outbound::{Action, Input, Negotiated, OutboundSession, Purpose, negotiate};
 use xmppfed_xmpp::stream::CLOSE_STREAM;
 use xmppfed_xmpp::{StreamError, StreamErrorCondition as C, addr, ns, stanza};
 
@@ -460,50 +460,19 @@ async fn attempt(
             .limits
             .stream_establishment_timeout_seconds,
     );
-    let deadline = Instant::now() + establishment;
-    let mut pending: std::collections::VecDeque<Action> = session.start().into();
-    loop {
-        while let Some(action) = pending.pop_front() {
-            match action {
-                Action::Send(data) => conn.send(&data).await.map_err(|e| e.to_string())?,
-                Action::StartTls => {
-                    conn.upgrade_client(shared.tls.client_starttls.clone(), remote)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    pending.extend(session.handle(Input::TlsEstablished(conn.peer_chain())));
-                }
-                Action::ResetFramer(l) => conn.framer_mut().reset(l),
-                Action::Established(method) => {
-                    let max = shared.policy.current().document().limits.max_stanza_bytes as usize;
-                    conn.framer_mut()
-                        .set_limits(FramerLimits::authenticated(max));
-                    return Ok(Connected::Stream(Box::new(conn), session, method));
-                }
-                Action::Verified(v) => {
-                    let _ = conn.send(CLOSE_STREAM).await;
-                    conn.shutdown().await;
-                    return Ok(Connected::Verified(v));
-                }
-                Action::Fail { send, reason } => {
-                    if let Some(e) = send {
-                        let _ = conn.close_with(&e).await;
-                    }
-                    conn.shutdown().await;
-                    return Err(reason);
-                }
-            }
+    let outcome = timeout(
+        establishment,
+        negotiate(&mut conn, &mut session, shared.tls.client_starttls.clone()),
+    )
+    .await
+    .map_err(|_| format!("not established within {} s", establishment.as_secs()))??;
+    Ok(match outcome {
+        Negotiated::Established(method) => {
+            let max = shared.policy.current().document().limits.max_stanza_bytes as usize;
+            conn.framer_mut()
+                .set_limits(FramerLimits::authenticated(max));
+            Connected::Stream(Box::new(conn), session, method)
         }
-        let frame = tokio::select! {
-            f = conn.next_frame() => f.map_err(|e| e.to_string())?,
-            _ = sleep_until(deadline) => return Err(format!("not established within {} s", establishment.as_secs())),
-        };
-        match frame {
-            Some(Frame::Header(h)) => pending.extend(session.handle(Input::Header(h))),
-            Some(Frame::Element(e)) => pending.extend(session.handle(Input::Element(e))),
-            Some(Frame::KeepAlive) => {}
-            Some(Frame::Close) | None => {
-                return Err(format!("{remote} closed the connection during negotiation"));
-            }
-        }
-    }
+        Negotiated::Verified(valid) => Connected::Verified(valid),
+    })
 }

@@ -5,15 +5,17 @@
 //! proves its domain, else dialback where allowed. The same machine runs the short dialback
 //! *verify* streams a receiving server opens to an authoritative server (XEP-0220 §2.3).
 
+use crate::conn::XmppConn;
 use crate::dialback::{self, Dialback, DialbackSecret, Outcome};
 use crate::element::Element;
-use crate::framer::{FramerLimits, StreamHeader};
+use crate::framer::{Frame, FramerLimits, StreamHeader};
 use crate::identity::{CertVerdict, TrustStore};
 use crate::inbound::Method;
 use crate::ns;
 use crate::stream::{self, Features};
 use crate::stream_error::{StreamError, StreamErrorCondition as C};
 use rustls_pki_types::{CertificateDer, UnixTime};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use xmppfed_policy::{AuthMethod, Negotiation, NegotiationSettings};
 
@@ -359,12 +361,66 @@ impl OutboundSession {
             }
             (Stage::AwaitVerify, Dialback::VerifyAnswer { outcome, .. }) => {
                 self.stage = Stage::Done;
-                vec![
-                    Action::Verified(outcome == Outcome::Valid),
-                    Action::Send(stream::CLOSE_STREAM.to_string()),
-                ]
+                vec![Action::Verified(outcome == Outcome::Valid)]
             }
             _ => Vec::new(),
+        }
+    }
+}
+
+/// What a driven negotiation ended with.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Negotiated {
+    Established(Method),
+    /// The answer of a [`Purpose::Verify`] stream (already closed).
+    Verified(bool),
+}
+
+/// Drives `session` over `conn` until stanzas may flow, a verification is answered, or the
+/// negotiation fails — in which case the peer has been sent the stream error and the reason
+/// is returned. Callers bound it with their establishment timeout.
+pub async fn negotiate(
+    conn: &mut XmppConn,
+    session: &mut OutboundSession,
+    starttls: Arc<rustls::ClientConfig>,
+) -> Result<Negotiated, String> {
+    let mut pending: VecDeque<Action> = session.start().into();
+    loop {
+        while let Some(action) = pending.pop_front() {
+            match action {
+                Action::Send(data) => conn.send(&data).await.map_err(|e| e.to_string())?,
+                Action::StartTls => {
+                    conn.upgrade_client(starttls.clone(), &session.remote)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    pending.extend(session.handle(Input::TlsEstablished(conn.peer_chain())));
+                }
+                Action::ResetFramer(l) => conn.framer_mut().reset(l),
+                Action::Established(method) => return Ok(Negotiated::Established(method)),
+                Action::Verified(valid) => {
+                    let _ = conn.send(stream::CLOSE_STREAM).await;
+                    conn.shutdown().await;
+                    return Ok(Negotiated::Verified(valid));
+                }
+                Action::Fail { send, reason } => {
+                    if let Some(e) = send {
+                        let _ = conn.close_with(&e).await;
+                    }
+                    conn.shutdown().await;
+                    return Err(reason);
+                }
+            }
+        }
+        match conn.next_frame().await.map_err(|e| e.to_string())? {
+            Some(Frame::Header(h)) => pending.extend(session.handle(Input::Header(h))),
+            Some(Frame::Element(e)) => pending.extend(session.handle(Input::Element(e))),
+            Some(Frame::KeepAlive) => {}
+            Some(Frame::Close) | None => {
+                return Err(format!(
+                    "{} closed the connection during negotiation",
+                    session.remote
+                ));
+            }
         }
     }
 }
