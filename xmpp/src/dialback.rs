@@ -9,9 +9,10 @@ use crate::ns;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
-/// The shared dialback secret. Its `Debug` never shows the value.
+/// The shared dialback secret, kept only as the HMAC key XEP-0185 derives from it
+/// (`hex(SHA256(secret))`). Its `Debug` never shows the value.
 #[derive(Clone)]
-pub struct DialbackSecret(Vec<u8>);
+pub struct DialbackSecret(String);
 
 impl std::fmt::Debug for DialbackSecret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -20,8 +21,8 @@ impl std::fmt::Debug for DialbackSecret {
 }
 
 impl DialbackSecret {
-    pub fn new(secret: impl Into<Vec<u8>>) -> Self {
-        Self(secret.into())
+    pub fn new(secret: impl AsRef<[u8]>) -> Self {
+        Self(hex(&Sha256::digest(secret.as_ref())))
     }
 
     /// The XEP-0185 key for a stream from `originating` to `receiving` with `stream_id`.
@@ -33,8 +34,7 @@ impl DialbackSecret {
     }
 
     fn mac(&self, receiving: &str, originating: &str, stream_id: &str) -> Hmac<Sha256> {
-        let hashed_secret = hex(&Sha256::digest(&self.0));
-        let mut mac = Hmac::<Sha256>::new_from_slice(hashed_secret.as_bytes())
+        let mut mac = Hmac::<Sha256>::new_from_slice(self.0.as_bytes())
             .expect("HMAC accepts keys of any length");
         mac.update(receiving.as_bytes());
         mac.update(b" ");
