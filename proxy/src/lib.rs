@@ -166,8 +166,9 @@ pub async fn start(config: ProxyConfig) -> anyhow::Result<RunningProxy> {
     let metrics = Arc::new(Metrics::new());
     let initial = policy_source::load_file(&config.policy_file)
         .map_err(|e| anyhow::anyhow!("cannot load the policy: {e}"))?;
+    let loaded_hash = initial.content_hash;
     let policy = Arc::new(PolicyHolder::new(
-        initial,
+        initial.policy,
         &config.policy_file.display().to_string(),
         &metrics,
     ));
@@ -233,6 +234,7 @@ pub async fn start(config: ProxyConfig) -> anyhow::Result<RunningProxy> {
     };
     tasks.push(tokio::spawn(policy_source::watch_file(
         config.policy_file.clone(),
+        loaded_hash,
         policy,
         metrics,
         config.policy_poll,

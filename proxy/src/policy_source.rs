@@ -100,20 +100,35 @@ impl PolicyHolder {
     }
 }
 
-/// Reads and checks a policy file (JSON, or gzip-compressed JSON).
-pub fn load_file(path: &Path) -> Result<CompiledPolicy, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    xmppfed_policy::decode_bytes(&bytes).map_err(|e| format!("{}: {e}", path.display()))
+/// A policy file as loaded: the checked policy and the hash of the bytes it came from.
+pub struct LoadedFile {
+    pub policy: CompiledPolicy,
+    pub content_hash: ContentHash,
 }
 
-/// Polls `path` every `interval` and offers changed content to `holder`.
+pub type ContentHash = sha2::digest::Output<Sha256>;
+
+/// Reads and checks a policy file (JSON, or gzip-compressed JSON).
+pub fn load_file(path: &Path) -> Result<LoadedFile, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let policy =
+        xmppfed_policy::decode_bytes(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(LoadedFile {
+        policy,
+        content_hash: Sha256::digest(&bytes),
+    })
+}
+
+/// Polls `path` every `interval` and offers content that differs from `loaded` (the hash of
+/// the bytes the running policy came from, so a change made before the first poll is seen).
 pub async fn watch_file(
     path: PathBuf,
+    loaded: ContentHash,
     holder: Arc<PolicyHolder>,
     metrics: Arc<Metrics>,
     interval: Duration,
 ) {
-    let mut last_hash = std::fs::read(&path).ok().map(|b| Sha256::digest(&b));
+    let mut last_hash = Some(loaded);
     let mut tick = tokio::time::interval(interval);
     loop {
         tick.tick().await;
