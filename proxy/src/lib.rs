@@ -4,8 +4,8 @@
 //! One module per concern: [`inbound`] accepts partner streams on 5269 (STARTTLS) and 5270
 //! (direct TLS) and polices them; [`outbound`] opens one authenticated stream per domain pair
 //! (SRV or static route) with a bounded queue and bounces; [`link`] is the mutual-TLS link to
-//! the gateways; [`policy_source`] swaps the compiled policy live; [`dns`], [`metrics`] and
-//! [`http`] (`/healthz`, `/readyz`, `/metrics`) serve them. The protocol itself — framing,
+//! the gateways; the policy is swapped live by `xmppfed-policy-source`; [`dns`], [`metrics`]
+//! and [`http`] (`/healthz`, `/readyz`, `/metrics`) serve them. The protocol itself — framing,
 //! negotiation state machines, identity, dialback — is `xmppfed-xmpp`.
 
 pub mod dns;
@@ -15,19 +15,17 @@ pub mod limits;
 pub mod link;
 pub mod metrics;
 pub mod outbound;
-pub mod policy_source;
 
 use metrics::Metrics;
-use policy_source::PolicyHolder;
 use rustls::pki_types::CertificateDer;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use xmppfed_policy::CompiledPolicy;
+use xmppfed_policy_source::PolicyHolder;
 use xmppfed_xmpp::dialback::DialbackSecret;
 use xmppfed_xmpp::identity::TrustStore;
 use xmppfed_xmpp::inbound::InboundPolicy;
@@ -43,9 +41,8 @@ pub struct ProxyConfig {
     pub link_listen: SocketAddr,
     /// `/healthz`, `/readyz`, `/metrics`.
     pub http_listen: Option<SocketAddr>,
-    /// The compiled policy document, watched for changes.
-    pub policy_file: PathBuf,
-    pub policy_poll: Duration,
+    /// Where the compiled policy document comes from (a file or the operator's ConfigMap).
+    pub policy: xmppfed_policy_source::Source,
     /// Our certificate for the served domains.
     pub identity: Identity,
     /// CAs trusted for partner certificates.
@@ -164,14 +161,12 @@ impl RunningProxy {
 /// Binds the listeners and starts serving.
 pub async fn start(config: ProxyConfig) -> anyhow::Result<RunningProxy> {
     let metrics = Arc::new(Metrics::new());
-    let initial = policy_source::load_file(&config.policy_file)
-        .map_err(|e| anyhow::anyhow!("cannot load the policy: {e}"))?;
-    let loaded_hash = initial.content_hash;
-    let policy = Arc::new(PolicyHolder::new(
-        initial.policy,
-        &config.policy_file.display().to_string(),
-        &metrics,
-    ));
+    let loaded = config
+        .policy
+        .load(metrics.policy.clone())
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let policy = loaded.holder;
     let mut store = CertStore::new();
     store.insert("*", config.identity.clone());
     let tls = TlsSet {
@@ -232,13 +227,7 @@ pub async fn start(config: ProxyConfig) -> anyhow::Result<RunningProxy> {
         }
         None => None,
     };
-    tasks.push(tokio::spawn(policy_source::watch_file(
-        config.policy_file.clone(),
-        loaded_hash,
-        policy,
-        metrics,
-        config.policy_poll,
-    )));
+    tasks.push(tokio::spawn(loaded.updates));
     tracing::info!(%starttls_addr, ?direct_tls_addr, %link_addr, ?http_addr, "proxy listening");
     Ok(RunningProxy {
         shared,

@@ -6,6 +6,8 @@ use clap::Parser;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
+use xmppfed_policy_source::Source;
+use xmppfed_policy_source::config_map::ConfigMapRef;
 use xmppfed_xmpp::dialback::DialbackSecret;
 use xmppfed_xmpp::identity::TrustStore;
 use xmppfed_xmpp::tls::{Identity, load_certs};
@@ -17,8 +19,17 @@ use xmppfed_xmpp::tls::{Identity, load_certs};
 )]
 struct Args {
     /// Compiled policy document (policy.json or policy.json.gz), watched for changes.
-    #[arg(long, env = "XMPPFED_POLICY")]
-    policy: PathBuf,
+    #[arg(
+        long,
+        env = "XMPPFED_POLICY",
+        required_unless_present = "policy_configmap",
+        conflicts_with = "policy_configmap"
+    )]
+    policy: Option<PathBuf>,
+    /// The operator's policy ConfigMap, `<namespace>/<name>`, watched through the Kubernetes
+    /// API with the pod's service account (needs get/list/watch on that one object).
+    #[arg(long, env = "XMPPFED_POLICY_CONFIGMAP", value_parser = ConfigMapRef::parse)]
+    policy_configmap: Option<ConfigMapRef>,
     /// PEM certificate chain for the served domains.
     #[arg(long, env = "XMPPFED_TLS_CERT")]
     tls_cert: PathBuf,
@@ -78,13 +89,20 @@ async fn main() -> anyhow::Result<()> {
     }
     let secret = std::fs::read(&args.dialback_secret)
         .with_context(|| format!("reading {}", args.dialback_secret.display()))?;
+    let policy = match (args.policy, args.policy_configmap) {
+        (Some(path), _) => Source::File {
+            path,
+            poll: Duration::from_millis(500),
+        },
+        (None, Some(cm)) => Source::config_map(cm).await.map_err(anyhow::Error::msg)?,
+        (None, None) => anyhow::bail!("give --policy or --policy-configmap"),
+    };
     let config = xmppfed_proxy::ProxyConfig {
         starttls_listen: args.starttls_listen,
         direct_tls_listen: Some(args.direct_tls_listen),
         link_listen: args.link_listen,
         http_listen: Some(args.http_listen),
-        policy_file: args.policy,
-        policy_poll: Duration::from_millis(500),
+        policy,
         identity: Identity::from_files(&args.tls_cert, &args.tls_key)?,
         peer_trust,
         dialback_secret: DialbackSecret::new(trim_secret(secret)),

@@ -6,6 +6,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
+use xmppfed_policy_source::PolicyMetrics;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StreamLabels {
@@ -24,11 +25,6 @@ pub struct ReasonLabels {
     pub reason: String,
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct VersionLabels {
-    pub version: String,
-}
-
 pub struct Metrics {
     registry: Registry,
     /// Authenticated streams open now.
@@ -40,9 +36,8 @@ pub struct Metrics {
     pub rejections: Family<ReasonLabels, Counter>,
     /// Stanzas answered with an error instead of being delivered, by stanza error condition.
     pub bounces: Family<ReasonLabels, Counter>,
-    /// 1 for the policy version in use.
-    pub policy_version: Family<VersionLabels, Gauge>,
-    pub policy_reload_failures: Counter,
+    /// The policy version in use and refused documents.
+    pub policy: PolicyMetrics,
     /// Gateways connected over the internal link.
     pub gateway_links: Gauge,
 }
@@ -62,8 +57,7 @@ impl Metrics {
             bytes: Family::default(),
             rejections: Family::default(),
             bounces: Family::default(),
-            policy_version: Family::default(),
-            policy_reload_failures: Counter::default(),
+            policy: PolicyMetrics::default(),
             gateway_links: Gauge::default(),
             registry: Registry::default(),
         };
@@ -84,16 +78,7 @@ impl Metrics {
             "Stanzas answered with a stanza error instead of delivered",
             m.bounces.clone(),
         );
-        registry.register(
-            "policy_version",
-            "The policy document version in use (value 1)",
-            m.policy_version.clone(),
-        );
-        registry.register(
-            "policy_reload_failures",
-            "Policy documents refused (the last good one stays)",
-            m.policy_reload_failures.clone(),
-        );
+        m.policy.register(&mut registry);
         registry.register(
             "gateway_links",
             "Gateways connected over the internal link",

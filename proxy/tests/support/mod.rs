@@ -165,8 +165,10 @@ pub async fn start_proxy(
         direct_tls_listen: Some(SocketAddr::new(ip, 5270)),
         link_listen: SocketAddr::new(ip, 0),
         http_listen: Some(SocketAddr::new(ip, 0)),
-        policy_file: policy_file.clone(),
-        policy_poll: Duration::from_millis(100),
+        policy: xmppfed_policy_source::Source::File {
+            path: policy_file.clone(),
+            poll: Duration::from_millis(100),
+        },
         identity: pki.identity(&CertSpec::for_domain(domain)),
         peer_trust: pki.trust(),
         dialback_secret: DialbackSecret::new(format!("secret of {domain}")),
