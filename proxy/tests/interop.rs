@@ -9,15 +9,19 @@ mod support;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
-use support::servers::{Dns, Prosody, ProsodyOptions, Srv, servers_available};
+use support::servers::{
+    Dns, Prosody, ProsodyOptions, Srv, c2s_available, chat, chat_output, servers_available,
+};
 use support::*;
 use xmppfed_xmpp::devca::{CertSpec, Eku};
 use xmppfed_xmpp::element::Element;
 use xmppfed_xmpp::ns;
 
 struct Lab {
-    _dir: tempfile::TempDir,
-    _dns: Dns,
+    dir: tempfile::TempDir,
+    dns: Dns,
+    pki: Pki,
+    ca: std::path::PathBuf,
     prosody: Prosody,
     proxy: TestProxy,
     gateway: TestGateway,
@@ -31,6 +35,8 @@ struct LabSpec<'a> {
     secure_auth: bool,
     /// Publish `_xmpps-server` for our edge (direct TLS) or `.` (STARTTLS only).
     direct_tls: bool,
+    /// The federation's `limits`.
+    limits: &'static str,
 }
 
 impl LabSpec<'_> {
@@ -41,6 +47,7 @@ impl LabSpec<'_> {
             prosody_cert: CertSpec::for_domain("partner.example"),
             secure_auth: true,
             direct_tls: false,
+            limits: DEFAULT_LIMITS,
         }
     }
 }
@@ -84,19 +91,22 @@ async fn lab(spec: LabSpec<'_>) -> Lab {
         },
     );
     let partners: Vec<PartnerSpec> = spec.partner.into_iter().collect();
-    let proxy = start_proxy(
+    let proxy = start_proxy_with(
         dir.path(),
         &pki,
         IpAddr::V4(proxy_ip),
         "example.com",
         &partners,
         Some(dns.addr),
+        spec.limits,
     )
     .await;
     let gateway = TestGateway::connect(&proxy).await;
     Lab {
-        _dir: dir,
-        _dns: dns,
+        dir,
+        dns,
+        pki,
+        ca,
         prosody,
         proxy,
         gateway,
@@ -326,4 +336,182 @@ async fn dialback_partner_authenticates_with_callbacks_both_ways() {
             .any(|l| l.contains("inbound") && l.contains("tls-dialback")),
         "{streams:?}"
     );
+}
+
+/// The gateway's answer to a chat message: from the addressee back to the sender.
+fn reply_to(message: &Element, body: &str) -> Element {
+    support::message(
+        message.get_attr("to").unwrap_or_default(),
+        message.get_attr("from").unwrap_or_default(),
+        body,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_both_ways_between_a_prosody_user_and_the_gateway() {
+    if !c2s_available() {
+        return;
+    }
+    let mut lab = lab(LabSpec::new(68)).await;
+    let user = lab.prosody.register("juliet");
+    let client = chat(
+        &lab.ca,
+        &user,
+        lab.prosody.c2s,
+        "romeo@example.com",
+        "wherefore art thou",
+        true,
+    )
+    .await;
+    let m = lab.gateway.recv(Duration::from_secs(20)).await;
+    let m = m.unwrap_or_else(|| panic!("no message reached the gateway\n{}", dump(&lab)));
+    assert_eq!(m.name, "message");
+    assert!(
+        m.get_attr("from")
+            .is_some_and(|f| f.starts_with("juliet@partner.example/")),
+        "{}",
+        m.to_xml()
+    );
+    assert_eq!(m.get_attr("to"), Some("romeo@example.com"));
+    assert_eq!(body(&m), "wherefore art thou");
+    lab.gateway
+        .send(&reply_to(&m, "here, on the balcony"))
+        .await;
+    let out = chat_output(client).await;
+    assert!(
+        out.contains("RECEIVED from=romeo@example.com type=chat body='here, on the balcony'"),
+        "{out}\n{}",
+        dump(&lab)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversize_stanza_from_prosody_is_a_policy_violation_and_the_partner_recovers() {
+    if !c2s_available() {
+        return;
+    }
+    let mut spec = LabSpec::new(69);
+    spec.limits = "maxStanzaBytes: 10000, streamEstablishmentTimeout: 10s";
+    let mut lab = lab(spec).await;
+    let user = lab.prosody.register("juliet");
+    let big = "x".repeat(20_000);
+    let client = chat(
+        &lab.ca,
+        &user,
+        lab.prosody.c2s,
+        "romeo@example.com",
+        &big,
+        false,
+    )
+    .await;
+    let out = chat_output(client).await;
+    assert!(out.contains("LOGGED IN"), "{out}");
+    assert!(
+        lab.gateway.recv(Duration::from_secs(2)).await.is_none(),
+        "the oversize stanza must not reach the gateway"
+    );
+    wait_for_log(&lab.prosody, "policy-violation").await;
+    assert!(
+        grep(&lab.prosody.log(), "limit of 10000 bytes"),
+        "{}",
+        dump(&lab)
+    );
+    assert!(
+        metric(&lab.proxy, "rejections")
+            .iter()
+            .any(|l| l.contains("policy-violation"))
+    );
+    // Prosody reconnects for the next stanza, which is delivered.
+    let client = chat(
+        &lab.ca,
+        &user,
+        lab.prosody.c2s,
+        "romeo@example.com",
+        "small",
+        false,
+    )
+    .await;
+    let m = lab.gateway.recv(Duration::from_secs(20)).await;
+    assert_eq!(
+        m.map(|m| body(&m)).as_deref(),
+        Some("small"),
+        "{}",
+        dump(&lab)
+    );
+    chat_output(client).await;
+}
+
+/// Waits up to 5 s for `needle` in prosody's log.
+async fn wait_for_log(prosody: &Prosody, needle: &str) {
+    for _ in 0..100 {
+        if grep(&prosody.log(), needle) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{needle:?} not in prosody's log:\n{}", prosody.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_prosody_from_the_partners_closes_its_open_stream() {
+    if !servers_available() {
+        return;
+    }
+    let mut lab = lab(LabSpec::new(70)).await;
+    let out = prosody_pings_us(&mut lab).await;
+    assert!(out.contains("pong"), "{out}\n{}", dump(&lab));
+    let removed_at = std::time::Instant::now();
+    write_policy_with(
+        &lab.proxy.policy_file,
+        "example.com",
+        &[PartnerSpec::new("someone-else.example")],
+        DEFAULT_LIMITS,
+    );
+    wait_for_log(&lab.prosody, "was removed from the allowed partners").await;
+    let took = removed_at.elapsed();
+    assert!(
+        grep(&lab.prosody.log(), "policy-violation"),
+        "{}",
+        dump(&lab)
+    );
+    eprintln!("prosody saw its stream closed {took:?} after the policy file changed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_node_of_a_partner_over_its_connection_limit_gets_conflict() {
+    if !servers_available() {
+        return;
+    }
+    let mut spec = LabSpec::new(71);
+    let mut partner = PartnerSpec::new("partner.example");
+    partner.connection_limit = Some(1);
+    spec.partner = Some(partner);
+    let mut lab = lab(spec).await;
+    let out = prosody_pings_us(&mut lab).await;
+    assert!(out.contains("pong"), "{out}\n{}", dump(&lab));
+    // A second node of the same partner (same domain and certificate, another address).
+    let (cert, key) = lab.pki.write(
+        lab.dir.path(),
+        "partner2",
+        &CertSpec::for_domain("partner.example"),
+    );
+    let second = Prosody::start(
+        lab.dir.path(),
+        &ProsodyOptions {
+            domain: "partner.example",
+            ip: Ipv4Addr::new(127, 0, 71, 4),
+            dns: lab.dns.addr,
+            cert: &cert,
+            key: &key,
+            ca: &lab.ca,
+            secure_auth: true,
+        },
+    );
+    let out = second.shell(&["xmpp", "ping", "partner.example", "example.com"]);
+    assert!(!out.contains("pong"), "{out}");
+    wait_for_log(&second, "conflict").await;
+    assert!(grep(&second.log(), "connectionLimit"), "{}", second.log());
+    // The first node's stream is untouched.
+    let out = prosody_pings_us(&mut lab).await;
+    assert!(out.contains("pong"), "{out}\n{}", dump(&lab));
 }

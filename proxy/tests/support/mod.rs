@@ -158,8 +158,24 @@ pub async fn start_proxy(
     partners: &[PartnerSpec<'_>],
     dns: Option<SocketAddr>,
 ) -> TestProxy {
+    start_proxy_with(dir, pki, ip, domain, partners, dns, DEFAULT_LIMITS).await
+}
+
+/// The federation `limits` tests use unless they test limits.
+pub const DEFAULT_LIMITS: &str = "maxStanzaBytes: 262144, streamEstablishmentTimeout: 10s";
+
+/// As [`start_proxy`], with the federation's `limits` as YAML flow entries.
+pub async fn start_proxy_with(
+    dir: &Path,
+    pki: &Pki,
+    ip: IpAddr,
+    domain: &str,
+    partners: &[PartnerSpec<'_>],
+    dns: Option<SocketAddr>,
+    limits: &str,
+) -> TestProxy {
     let policy_file = dir.join(format!("policy-{domain}.json"));
-    write_policy(&policy_file, domain, partners, 262_144);
+    write_policy_with(&policy_file, domain, partners, limits);
     let config = xmppfed_proxy::ProxyConfig {
         starttls_listen: SocketAddr::new(ip, 5269),
         direct_tls_listen: Some(SocketAddr::new(ip, 5270)),
