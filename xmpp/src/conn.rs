@@ -150,12 +150,16 @@ impl XmppConn {
             if n == 0 {
                 return Ok(self.framer.decode_eof(&mut self.read_buf)?);
             }
+            // Wire-level debugging of interop problems (RUST_LOG=xmppfed_xmpp::conn=trace).
+            // Never on by default: after authentication these bytes are users' messages.
+            tracing::trace!(bytes = %String::from_utf8_lossy(&self.read_buf[self.read_buf.len() - n..]), "received");
             self.bytes_in += n as u64;
         }
     }
 
     /// Writes and flushes.
     pub async fn send(&mut self, data: &str) -> io::Result<()> {
+        tracing::trace!(bytes = %data, "sending");
         let transport = self.transport()?;
         transport.write_all(data.as_bytes()).await?;
         transport.flush().await?;

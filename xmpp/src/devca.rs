@@ -61,6 +61,14 @@ impl Issued {
     }
 }
 
+/// From yesterday for `days`, as a real CA would. rcgen's default runs to the year 4096,
+/// which real servers choke on (ejabberd's expiry timers overflow and its TLS setup fails).
+fn realistic_validity(params: &mut CertificateParams, days: i64) {
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::days(1);
+    params.not_after = now + time::Duration::days(days);
+}
+
 /// The CA: its certificate and an issuer for leaf certificates.
 pub struct DevCa {
     issuer: Issuer<'static, KeyPair>,
@@ -77,6 +85,7 @@ impl DevCa {
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::new(Vec::<String>::new())?;
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        realistic_validity(&mut params, 3650);
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         let mut dn = DistinguishedName::new();
         dn.push(DnType::CommonName, name);
@@ -114,6 +123,8 @@ impl DevCa {
         if spec.expired {
             params.not_before = rcgen::date_time_ymd(2020, 1, 1);
             params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+        } else {
+            realistic_validity(&mut params, 825);
         }
         let cert = params.signed_by(&key, &self.issuer)?;
         Ok(Issued {

@@ -112,14 +112,35 @@ impl Element {
             .collect()
     }
 
-    /// Serialise, declaring the element's namespace unless it equals `parent_ns`.
+    /// Serialise, declaring the element's namespace unless it equals `parent_ns` (the default
+    /// namespace in scope; empty for a standalone document).
+    ///
+    /// Stream-level elements get the prefixes every stream header binds — `stream:features`,
+    /// `stream:error`, `db:result`, `db:verify` — rather than a default-namespace declaration:
+    /// both are equally correct XML, but some servers match the prefixed names literally
+    /// (ejabberd 23.01 never sees `<features xmlns='http://etherx.jabber.org/streams'>`).
     pub fn write_to(&self, out: &mut String, parent_ns: &str) {
+        let prefix = stream_prefix(&self.ns);
         out.push('<');
-        out.push_str(&self.name);
-        if self.ns != parent_ns {
-            out.push_str(" xmlns='");
-            escape_into(out, &self.ns, true);
-            out.push('\'');
+        if let Some(p) = prefix {
+            out.push_str(p);
+            out.push(':');
+            out.push_str(&self.name);
+            if parent_ns.is_empty() {
+                // Standalone: no stream header binds the prefix.
+                out.push_str(" xmlns:");
+                out.push_str(p);
+                out.push_str("='");
+                escape_into(out, &self.ns, true);
+                out.push('\'');
+            }
+        } else {
+            out.push_str(&self.name);
+            if self.ns != parent_ns {
+                out.push_str(" xmlns='");
+                escape_into(out, &self.ns, true);
+                out.push('\'');
+            }
         }
         let mut prefixes = 0usize;
         for a in &self.attrs {
@@ -151,13 +172,23 @@ impl Element {
             return;
         }
         out.push('>');
+        // A prefixed element leaves the default namespace as it was.
+        let children_default = if prefix.is_some() {
+            parent_ns
+        } else {
+            &self.ns
+        };
         for child in &self.children {
             match child {
-                Node::Element(e) => e.write_to(out, &self.ns),
+                Node::Element(e) => e.write_to(out, children_default),
                 Node::Text(t) => escape_into(out, t, false),
             }
         }
         out.push_str("</");
+        if let Some(p) = prefix {
+            out.push_str(p);
+            out.push(':');
+        }
         out.push_str(&self.name);
         out.push('>');
     }
@@ -172,6 +203,15 @@ impl Element {
     /// Serialise with every namespace declared.
     pub fn to_xml(&self) -> String {
         self.to_xml_in("")
+    }
+}
+
+/// The prefix a stream header binds for `ns`, if any.
+fn stream_prefix(ns: &str) -> Option<&'static str> {
+    match ns {
+        ns::STREAMS => Some("stream"),
+        ns::DIALBACK => Some("db"),
+        _ => None,
     }
 }
 

@@ -137,8 +137,14 @@ mod tests {
         );
         assert_eq!(
             e.to_element().to_xml(),
-            "<error xmlns='http://etherx.jabber.org/streams'><policy-violation xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>\
-             <text xmlns='urn:ietf:params:xml:ns:xmpp-streams' xml:lang='en'>fabrikam.com is not an allowed partner</text></error>"
+            "<stream:error xmlns:stream='http://etherx.jabber.org/streams'><policy-violation xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>\
+             <text xmlns='urn:ietf:params:xml:ns:xmpp-streams' xml:lang='en'>fabrikam.com is not an allowed partner</text></stream:error>"
+        );
+        // On a stream, the header's binding of `stream:` is used.
+        assert!(
+            e.to_element()
+                .to_xml_in(ns::SERVER)
+                .starts_with("<stream:error><policy-violation xmlns=")
         );
         assert_eq!(StreamError::from_element(&e.to_element()), Some(e));
     }

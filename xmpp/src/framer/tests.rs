@@ -74,10 +74,15 @@ fn frames_header_stanzas_keepalives_and_close() {
     assert_eq!(f[2], Frame::KeepAlive);
     let Frame::Element(db) = &f[3] else { panic!() };
     assert!(db.is(ns::DIALBACK, "result"));
-    // Re-serialised, it carries its own namespace, independent of the peer's prefixes.
+    // Re-serialised with the prefix our stream header binds, whatever prefix the peer used;
+    // standalone, it declares it.
     assert_eq!(
         db.to_xml_in(ns::SERVER),
-        "<result xmlns='jabber:server:dialback' from='fabrikam.com' to='contoso.com'>abc</result>"
+        "<db:result from='fabrikam.com' to='contoso.com'>abc</db:result>"
+    );
+    assert_eq!(
+        db.to_xml(),
+        "<db:result xmlns:db='jabber:server:dialback' from='fabrikam.com' to='contoso.com'>abc</db:result>"
     );
     assert_eq!(f[4], Frame::Close);
 }
