@@ -1,5 +1,6 @@
 //! Proxy benchmarks (spec §5). Run: `cargo bench -p xmppfed-proxy --bench relay`
-//! (`BENCH_STREAMS=n` sets the idle-stream count, default 10,000).
+//! (`BENCH_STREAMS=n` sets the idle-stream count, default 10,000; `BENCH_ONLY=framing` runs
+//! only the framing part).
 //!
 //! 1. Framing: typical 300-byte stanzas framed and validated per second on one core.
 //! 2. One proxy hop — partner TLS stream in, policed, out over the mutual-TLS link — against a
@@ -341,6 +342,9 @@ async fn idle_stream_memory(pki: &Pki, dir: &std::path::Path) {
 
 fn main() {
     framing();
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("framing") {
+        return;
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -32,7 +32,10 @@ struct LabSpec<'a> {
     net: u8,
     partner: Option<PartnerSpec<'a>>,
     prosody_cert: CertSpec,
+    /// Issue prosody's certificate from a CA we do not trust.
+    foreign_ca: Option<Pki>,
     secure_auth: bool,
+    require_encryption: bool,
     /// Publish `_xmpps-server` for our edge (direct TLS) or `.` (STARTTLS only).
     direct_tls: bool,
     /// The federation's `limits`.
@@ -45,7 +48,9 @@ impl LabSpec<'_> {
             net,
             partner: Some(PartnerSpec::new("partner.example")),
             prosody_cert: CertSpec::for_domain("partner.example"),
+            foreign_ca: None,
             secure_auth: true,
+            require_encryption: true,
             direct_tls: false,
             limits: DEFAULT_LIMITS,
         }
@@ -77,7 +82,10 @@ async fn lab(spec: LabSpec<'_>) -> Lab {
     );
     let pki = Pki::new();
     let ca = pki.write_ca(dir.path());
-    let (cert, key) = pki.write(dir.path(), "partner", &spec.prosody_cert);
+    let (cert, key) = match &spec.foreign_ca {
+        Some(foreign) => foreign.write(dir.path(), "partner", &spec.prosody_cert),
+        None => pki.write(dir.path(), "partner", &spec.prosody_cert),
+    };
     let prosody = Prosody::start(
         dir.path(),
         &ProsodyOptions {
@@ -88,6 +96,7 @@ async fn lab(spec: LabSpec<'_>) -> Lab {
             key: &key,
             ca: &ca,
             secure_auth: spec.secure_auth,
+            require_encryption: spec.require_encryption,
         },
     );
     let partners: Vec<PartnerSpec> = spec.partner.into_iter().collect();
@@ -505,6 +514,7 @@ async fn a_second_node_of_a_partner_over_its_connection_limit_gets_conflict() {
             key: &key,
             ca: &lab.ca,
             secure_auth: true,
+            require_encryption: true,
         },
     );
     let out = second.shell(&["xmpp", "ping", "partner.example", "example.com"]);
@@ -514,4 +524,67 @@ async fn a_second_node_of_a_partner_over_its_connection_limit_gets_conflict() {
     // The first node's stream is untouched.
     let out = prosody_pings_us(&mut lab).await;
     assert!(out.contains("pong"), "{out}\n{}", dump(&lab));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificate_from_an_untrusted_ca_is_not_authorized() {
+    if !servers_available() {
+        return;
+    }
+    let mut spec = LabSpec::new(75);
+    spec.foreign_ca = Some(Pki::new());
+    let mut lab = lab(spec).await;
+    let out = prosody_pings_us(&mut lab).await;
+    assert!(!out.contains("pong"), "{out}");
+    assert!(
+        grep(&lab.prosody.log(), "it was not issued by a trusted CA"),
+        "{out}\n{}",
+        dump(&lab)
+    );
+    assert!(
+        metric(&lab.proxy, "rejections")
+            .iter()
+            .any(|l| l.contains("not-authorized"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_off_partner_uses_plaintext_dialback_both_ways() {
+    if !servers_available() {
+        return;
+    }
+    // Lync row "NotSupported / NotSupported / dialback": a legacy partner without TLS.
+    let mut spec = LabSpec::new(76);
+    let mut partner = PartnerSpec::new("partner.example");
+    partner.tls = "NotSupported";
+    partner.sasl = "NotSupported";
+    spec.partner = Some(partner);
+    spec.secure_auth = false;
+    spec.require_encryption = false;
+    let mut lab = lab(spec).await;
+    let out = prosody_pings_us(&mut lab).await;
+    assert!(out.contains("pong"), "{out}\n{}", dump(&lab));
+    lab.gateway
+        .send(&ping("example.com", "partner.example", "p3"))
+        .await;
+    let answer = lab.gateway.recv(Duration::from_secs(15)).await;
+    assert!(
+        answer.is_some_and(|a| a.get_attr("type") == Some("result")),
+        "{}",
+        dump(&lab)
+    );
+    let streams = metric(&lab.proxy, "streams{");
+    for direction in ["inbound", "outbound"] {
+        assert!(
+            streams
+                .iter()
+                .any(|l| l.contains(direction) && l.contains("tcp-dialback")),
+            "{direction}: {streams:?}"
+        );
+    }
+    assert!(
+        !grep(&lab.prosody.log(), "Stream encrypted"),
+        "no TLS was expected\n{}",
+        dump(&lab)
+    );
 }

@@ -211,6 +211,12 @@ fn describe_webpki_error(e: &webpki::Error) -> String {
         webpki::Error::CertExpired { .. } => "it has expired".to_string(),
         webpki::Error::CertNotValidYet { .. } => "it is not valid yet".to_string(),
         webpki::Error::UnknownIssuer => "it was not issued by a trusted CA".to_string(),
+        // An issuer with a trusted CA's name but another key (an impostor CA, or a CA that
+        // was re-keyed): to the peer's operator this is the same problem.
+        webpki::Error::InvalidSignatureForPublicKey => {
+            "it was not issued by a trusted CA (its issuer has a trusted CA's name but not its key)"
+                .to_string()
+        }
         webpki::Error::RequiredEkuNotFoundContext(_) => {
             "its extended key usage allows neither serverAuth nor clientAuth".to_string()
         }

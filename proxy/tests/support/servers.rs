@@ -186,6 +186,8 @@ pub struct ProsodyOptions<'a> {
     pub ca: &'a Path,
     /// `s2s_secure_auth`: certificates only (true) or dialback allowed (false).
     pub secure_auth: bool,
+    /// `s2s_require_encryption`: false lets streams run without TLS.
+    pub require_encryption: bool,
 }
 
 impl Prosody {
@@ -213,7 +215,15 @@ impl Prosody {
                 "@SECURE_AUTH@",
                 if o.secure_auth { "true" } else { "false" },
             )
-            .replace("@INSECURE_DOMAINS@", "");
+            .replace("@INSECURE_DOMAINS@", "")
+            .replace(
+                "@REQUIRE_ENCRYPTION@",
+                if o.require_encryption {
+                    "true"
+                } else {
+                    "false"
+                },
+            );
         let cfg = dir.join("prosody.cfg.lua");
         std::fs::write(&cfg, config).expect("config");
         allow_traversal(&dir);

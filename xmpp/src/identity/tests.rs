@@ -90,6 +90,15 @@ fn expired_and_foreign_certificates_are_untrusted() {
         s.judge(&[], "partner.example", now()),
         Err(CertProblem::Missing)
     );
+    // An impostor CA with the trusted CA's name: said in the same words.
+    let impostor = DevCa::new("test CA")
+        .unwrap()
+        .issue(&CertSpec::for_domain("partner.example"))
+        .unwrap();
+    assert!(matches!(
+        s.judge(&[impostor.cert_der], "partner.example", now()),
+        Err(CertProblem::Untrusted(m)) if m.starts_with("it was not issued by a trusted CA")
+    ));
 }
 
 #[test]
