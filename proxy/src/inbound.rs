@@ -12,10 +12,11 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 use tracing::Instrument;
 use xmppfed_xmpp::conn::{ConnError, Transport, XmppConn};
+use xmppfed_xmpp::element::Element;
 use xmppfed_xmpp::framer::{Frame, FramerLimits, StreamHeader};
 use xmppfed_xmpp::inbound::{Action, InboundSession, Input};
 use xmppfed_xmpp::stream::{self, CLOSE_STREAM};
-use xmppfed_xmpp::{StreamError, StreamErrorCondition as C, addr};
+use xmppfed_xmpp::{StreamError, StreamErrorCondition as C, addr, ns};
 
 static STREAM_SEQ: AtomicU64 = AtomicU64::new(1);
 
@@ -90,6 +91,10 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, direct_tls
     let mut header_sent = false;
     let mut partner_label: Option<(String, &'static str)> = None;
     let mut reported_bytes = 0u64;
+    // XEP-0288: stanzas for the partner that come back over this stream.
+    let (bidi_tx, mut bidi_rx) = mpsc::channel::<Element>(crate::outbound::QUEUE_PER_PAIR);
+    // Partner name of each pair routed back over this stream (for the streams gauge).
+    let mut bidi_pairs: Vec<String> = Vec::new();
     tracing::debug!(%peer, "connected");
 
     let outcome: Option<StreamError> = loop {
@@ -128,6 +133,14 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, direct_tls
                         break None;
                     }
                 }
+            }
+            Some(stanza) = bidi_rx.recv(), if !bidi_pairs.is_empty() => {
+                if let Err(e) = conn.send(&stanza.to_xml_in(ns::SERVER)).await {
+                    crate::outbound::bounce_to_gateway(&shared, &stanza, "remote-server-timeout", &format!("the bidirectional stream failed: {e}")).await;
+                    break None;
+                }
+                shared.metrics.stanza("outbound");
+                continue;
             }
             Some(ctrl) = ctrl_rx.recv() => match ctrl {
                 Control::DialbackChecked { from, to, result } => Input::DialbackChecked { from, to, result },
@@ -223,7 +236,19 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, direct_tls
                     );
                 }
                 Action::Authenticated { from, to, method } => {
-                    tracing::info!(%from, %to, method = method.as_str(), tls = session.is_tls(), "authenticated");
+                    tracing::info!(%from, %to, method = method.as_str(), tls = session.is_tls(), bidi = session.is_bidi(), "authenticated");
+                    if session.is_bidi() && shared.outbound.attach_bidi(&to, &from, &bidi_tx) {
+                        let name = policy
+                            .partner_for(&from)
+                            .map(|p| p.name.clone())
+                            .unwrap_or_default();
+                        shared
+                            .metrics
+                            .streams
+                            .get_or_create(&labels_for("outbound", &name, "bidi"))
+                            .inc();
+                        bidi_pairs.push(name);
+                    }
                     if partner_label.is_none() {
                         let name = policy
                             .partner_for(&from)
@@ -273,12 +298,29 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, direct_tls
             .get_or_create(&labels(&name, method))
             .dec();
     }
+    for name in &bidi_pairs {
+        shared
+            .metrics
+            .streams
+            .get_or_create(&labels_for("outbound", name, "bidi"))
+            .dec();
+    }
     conn.shutdown().await;
+    // Stanzas that were on their way back over this stream take a stream of their own.
+    shared.outbound.detach_bidi(&bidi_tx);
+    bidi_rx.close();
+    while let Ok(stanza) = bidi_rx.try_recv() {
+        crate::outbound::send(&shared, stanza).await;
+    }
 }
 
 fn labels(partner: &str, method: &'static str) -> StreamLabels {
+    labels_for("inbound", partner, method)
+}
+
+fn labels_for(direction: &'static str, partner: &str, method: &'static str) -> StreamLabels {
     StreamLabels {
-        direction: "inbound",
+        direction,
         partner: partner.to_string(),
         method,
     }

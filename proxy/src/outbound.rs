@@ -29,9 +29,37 @@ pub const QUEUE_PER_PAIR: usize = 1024;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const ATTEMPTS: u32 = 3;
 
+/// Where stanzas for each `(local, remote)` domain pair go: the queue of our own outbound
+/// stream task, or the sending half of an inbound stream the partner opened with XEP-0288
+/// bidi (no second connection needed).
 #[derive(Default)]
 pub struct OutboundPool {
     pairs: Mutex<HashMap<(String, String), mpsc::Sender<Element>>>,
+}
+
+impl OutboundPool {
+    /// Routes `local → remote` over a bidi inbound stream, unless a stream for that pair is
+    /// already running (one stream per pair keeps stanzas in order). Returns whether it did.
+    pub fn attach_bidi(&self, local: &str, remote: &str, tx: &mpsc::Sender<Element>) -> bool {
+        let Ok(mut pairs) = self.pairs.lock() else {
+            return false;
+        };
+        let key = (local.to_string(), remote.to_string());
+        match pairs.get(&key) {
+            Some(existing) if !existing.is_closed() => false,
+            _ => {
+                pairs.insert(key, tx.clone());
+                true
+            }
+        }
+    }
+
+    /// Forgets every pair routed over the bidi stream whose sender is `tx`.
+    pub fn detach_bidi(&self, tx: &mpsc::Sender<Element>) {
+        if let Ok(mut pairs) = self.pairs.lock() {
+            pairs.retain(|_, t| !t.same_channel(tx));
+        }
+    }
 }
 
 /// Sends a stanza from the internal side to a partner, or bounces it to its sender.

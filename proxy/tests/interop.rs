@@ -36,6 +36,8 @@ struct LabSpec<'a> {
     foreign_ca: Option<Pki>,
     secure_auth: bool,
     require_encryption: bool,
+    /// Prosody loads mod_s2s_bidi.
+    bidi: bool,
     /// Publish `_xmpps-server` for our edge (direct TLS) or `.` (STARTTLS only).
     direct_tls: bool,
     /// The federation's `limits`.
@@ -51,6 +53,7 @@ impl LabSpec<'_> {
             foreign_ca: None,
             secure_auth: true,
             require_encryption: true,
+            bidi: false,
             direct_tls: false,
             limits: DEFAULT_LIMITS,
         }
@@ -97,6 +100,7 @@ async fn lab(spec: LabSpec<'_>) -> Lab {
             ca: &ca,
             secure_auth: spec.secure_auth,
             require_encryption: spec.require_encryption,
+            bidi: spec.bidi,
         },
     );
     let partners: Vec<PartnerSpec> = spec.partner.into_iter().collect();
@@ -515,6 +519,7 @@ async fn a_second_node_of_a_partner_over_its_connection_limit_gets_conflict() {
             ca: &lab.ca,
             secure_auth: true,
             require_encryption: true,
+            bidi: false,
         },
     );
     let out = second.shell(&["xmpp", "ping", "partner.example", "example.com"]);
@@ -586,5 +591,78 @@ async fn tls_off_partner_uses_plaintext_dialback_both_ways() {
         !grep(&lab.prosody.log(), "Stream encrypted"),
         "no TLS was expected\n{}",
         dump(&lab)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bidi_prosody_gets_our_stanzas_over_its_own_stream() {
+    if !servers_available() {
+        return;
+    }
+    let mut spec = LabSpec::new(77);
+    spec.bidi = true;
+    let mut lab = lab(spec).await;
+    // Prosody opens its stream to us, asking for XEP-0288 bidi; our pong goes back over it.
+    let out = prosody_pings_us(&mut lab).await;
+    assert!(out.contains("pong"), "{out}\n{}", dump(&lab));
+    assert!(
+        grep(&lab.prosody.log(), "Requesting bidirectional stream"),
+        "{}",
+        dump(&lab)
+    );
+    // Our own ping to prosody takes the same stream: no outbound connection is opened.
+    lab.gateway
+        .send(&ping("example.com", "partner.example", "p4"))
+        .await;
+    let answer = lab.gateway.recv(Duration::from_secs(15)).await;
+    assert!(
+        answer.is_some_and(|a| a.get_attr("type") == Some("result")),
+        "{}",
+        dump(&lab)
+    );
+    let streams = metric(&lab.proxy, "streams{");
+    assert!(
+        streams
+            .iter()
+            .any(|l| l.contains("outbound") && l.contains("bidi") && l.ends_with(" 1")),
+        "{streams:?}"
+    );
+    assert!(
+        !streams
+            .iter()
+            .any(|l| l.contains("outbound") && l.contains("sasl-external")),
+        "no second connection was expected: {streams:?}"
+    );
+    assert!(
+        !grep(
+            &lab.prosody.log(),
+            "Incoming s2s connection example.com->partner.example complete"
+        ),
+        "{}",
+        dump(&lab)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_bidi_prosody_gets_a_stream_of_ours() {
+    if !servers_available() {
+        return;
+    }
+    // The counterpart of the bidi row: the same exchange opens our own outbound stream.
+    let mut lab = lab(LabSpec::new(78)).await;
+    let out = prosody_pings_us(&mut lab).await;
+    assert!(out.contains("pong"), "{out}\n{}", dump(&lab));
+    assert!(
+        grep(
+            &lab.prosody.log(),
+            "Incoming s2s connection example.com->partner.example complete"
+        ),
+        "{}",
+        dump(&lab)
+    );
+    assert!(
+        !metric(&lab.proxy, "streams{")
+            .iter()
+            .any(|l| l.contains("bidi") && l.ends_with(" 1"))
     );
 }

@@ -144,6 +144,8 @@ pub struct InboundSession {
     /// Dialback pairs `(from, to)` and their state.
     pairs: BTreeMap<(String, String), PairState>,
     offered: Features,
+    /// The peer asked for XEP-0288 bidi: its authenticated pairs carry our stanzas back.
+    bidi: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -177,7 +179,14 @@ impl InboundSession {
             sasl_domain: None,
             pairs: BTreeMap::new(),
             offered: Features::default(),
+            bidi: false,
         }
+    }
+
+    /// Whether the peer negotiated XEP-0288 bidi: stanzas from our domain to the peer's, for
+    /// each authenticated pair, may go back over this stream instead of a second connection.
+    pub fn is_bidi(&self) -> bool {
+        self.bidi
     }
 
     pub fn stream_id(&self) -> &str {
@@ -397,6 +406,9 @@ impl InboundSession {
         Ok(Features {
             sasl_external: sasl,
             dialback,
+            // Only over TLS: the peer authenticates us in the reverse direction by our
+            // certificate, as Prosody's mod_s2s_bidi requires too.
+            bidi: true,
             limits,
             ..Features::default()
         })
@@ -417,6 +429,16 @@ impl InboundSession {
                 Ok(db) => self.on_dialback(db, policy),
                 Err(why) => vec![err(C::BadFormat, why)],
             };
+        }
+        if e.is(ns::BIDI, "bidi") {
+            if !self.offered.bidi || self.is_authenticated() {
+                return vec![err(
+                    C::UnsupportedFeature,
+                    "bidirectional streams (XEP-0288) are offered only over TLS, before authentication",
+                )];
+            }
+            self.bidi = true;
+            return Vec::new();
         }
         if e.is(ns::STREAMS, "error") {
             return vec![

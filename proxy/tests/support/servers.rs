@@ -188,6 +188,8 @@ pub struct ProsodyOptions<'a> {
     pub secure_auth: bool,
     /// `s2s_require_encryption`: false lets streams run without TLS.
     pub require_encryption: bool,
+    /// Load mod_s2s_bidi (XEP-0288).
+    pub bidi: bool,
 }
 
 impl Prosody {
@@ -216,6 +218,7 @@ impl Prosody {
                 if o.secure_auth { "true" } else { "false" },
             )
             .replace("@INSECURE_DOMAINS@", "")
+            .replace("@EXTRA_MODULES@", if o.bidi { "\"s2s_bidi\";" } else { "" })
             .replace(
                 "@REQUIRE_ENCRYPTION@",
                 if o.require_encryption {

@@ -548,3 +548,43 @@ mod properties {
         }
     }
 }
+
+fn bidi_request() -> Input {
+    Input::Element(Element::new(ns::BIDI, "bidi"))
+}
+
+#[test]
+fn bidi_is_offered_over_tls_and_taken_before_authentication() {
+    let f = fixture();
+    let p = policy(Required, Required, true);
+    // Plaintext: not offered, and asking for it anyway is refused.
+    let mut plain = f.session();
+    let a = plain.handle(header(Some("partner.example"), "example.com"), &p);
+    assert!(!sent(&a).contains("urn:xmpp:features:bidi"));
+    let a = plain.handle(bidi_request(), &p);
+    assert_eq!(
+        closed_with(&a).map(|c| c.0),
+        Some(StreamErrorCondition::UnsupportedFeature)
+    );
+
+    let mut s = f.session();
+    let a = through_tls(&f, &mut s, &p, "partner.example");
+    assert!(
+        sent(&a).contains("<bidi xmlns='urn:xmpp:features:bidi'/>"),
+        "{a:?}"
+    );
+    assert!(!s.is_bidi());
+    assert!(s.handle(bidi_request(), &p).is_empty(), "no answer is sent");
+    assert!(s.is_bidi());
+    let a = s.handle(Input::Element(stream::sasl_external_auth(None)), &p);
+    assert!(sent(&a).contains("<success"), "{a:?}");
+    let a = s.handle(header(Some("partner.example"), "example.com"), &p);
+    assert!(!sent(&a).contains("urn:xmpp:features:bidi"), "{a:?}");
+    assert!(s.is_bidi(), "bidi survives the stream restart");
+    // Once authenticated, it is too late to ask.
+    let a = s.handle(bidi_request(), &p);
+    assert_eq!(
+        closed_with(&a).map(|c| c.0),
+        Some(StreamErrorCondition::UnsupportedFeature)
+    );
+}
