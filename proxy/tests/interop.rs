@@ -10,7 +10,8 @@ mod support;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 use support::servers::{
-    Dns, Prosody, ProsodyOptions, Srv, c2s_available, chat, chat_output, servers_available,
+    Dns, Prosody, ProsodyOptions, Srv, c2s_available, chat, chat_output, grep, log_tail,
+    servers_available,
 };
 use support::*;
 use xmppfed_xmpp::devca::{CertSpec, Eku};
@@ -159,17 +160,8 @@ async fn prosody_pings_us(lab: &mut Lab) -> String {
     shell.await.expect("shell task")
 }
 
-fn grep(log: &str, needle: &str) -> bool {
-    log.lines().any(|l| l.contains(needle))
-}
-
 fn dump(lab: &Lab) -> String {
-    let log = lab.prosody.log();
-    let tail: Vec<&str> = log.lines().rev().take(60).collect();
-    format!(
-        "prosody log tail:\n{}",
-        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-    )
+    log_tail("prosody", &lab.prosody.log(), 60)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,7 +11,7 @@ mod support;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 use support::servers::{
-    Dns, Ejabberd, EjabberdOptions, Srv, chat, chat_output, ejabberd_available,
+    Dns, Ejabberd, EjabberdOptions, Srv, chat, chat_output, ejabberd_available, grep, log_tail,
 };
 use support::*;
 use xmppfed_xmpp::devca::CertSpec;
@@ -86,16 +86,7 @@ async fn lab(net: u8, partner: PartnerSpec<'_>, dialback: bool) -> Lab {
 }
 
 fn dump(lab: &Lab) -> String {
-    let log = lab.ejabberd.log();
-    let tail: Vec<&str> = log.lines().rev().take(40).collect();
-    format!(
-        "ejabberd log tail:\n{}",
-        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-    )
-}
-
-fn grep(log: &str, needle: &str) -> bool {
-    log.lines().any(|l| l.contains(needle))
+    log_tail("ejabberd", &lab.ejabberd.log(), 40)
 }
 
 /// A user of ejabberd sends a message to romeo@example.com; the gateway answers it. Returns

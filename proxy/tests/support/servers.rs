@@ -94,6 +94,20 @@ pub async fn chat_output(child: tokio::process::Child) -> String {
     }
 }
 
+/// Whether any line of a server's log contains `needle`.
+pub fn grep(log: &str, needle: &str) -> bool {
+    log.lines().any(|l| l.contains(needle))
+}
+
+/// The last `n` lines of a server's log, for assertion messages.
+pub fn log_tail(server: &str, log: &str, n: usize) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    format!(
+        "{server} log tail:\n{}",
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    )
+}
+
 /// The password of every c2s test user.
 pub const USER_PASSWORD: &str = "secret-of-the-test-user";
 
