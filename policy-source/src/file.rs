@@ -20,12 +20,14 @@ pub type ContentHash = sha2::digest::Output<Sha256>;
 /// Reads and checks a policy file (JSON, or gzip-compressed JSON).
 pub fn load(path: &Path) -> Result<LoadedFile, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let policy =
-        xmppfed_policy::decode_bytes(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(LoadedFile {
-        policy,
+        policy: decode(path, &bytes)?,
         content_hash: Sha256::digest(&bytes),
     })
+}
+
+fn decode(path: &Path, bytes: &[u8]) -> Result<CompiledPolicy, String> {
+    xmppfed_policy::decode_bytes(bytes).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// Polls `path` every `interval` and offers content that differs from `loaded` (the hash of
@@ -48,9 +50,7 @@ pub async fn watch(
             continue;
         }
         last_hash = hash;
-        let loaded =
-            xmppfed_policy::decode_bytes(&bytes).map_err(|e| format!("{}: {e}", path.display()));
-        holder.offer(loaded);
+        holder.offer(decode(&path, &bytes));
     }
 }
 

@@ -91,10 +91,9 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, direct_tls
     let mut header_sent = false;
     let mut partner_label: Option<(String, &'static str)> = None;
     let mut reported_bytes = 0u64;
-    // XEP-0288: stanzas for the partner that come back over this stream.
-    let (bidi_tx, mut bidi_rx) = mpsc::channel::<Element>(crate::outbound::QUEUE_PER_PAIR);
-    // Partner name of each pair routed back over this stream (for the streams gauge).
-    let mut bidi_pairs: Vec<String> = Vec::new();
+    // XEP-0288: stanzas for the partner that come back over this stream. Made only when the
+    // partner asks for bidi, so idle streams of other partners carry no queue.
+    let mut bidi: Option<BidiReturn> = None;
     tracing::debug!(%peer, "connected");
 
     let outcome: Option<StreamError> = loop {
@@ -134,7 +133,7 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, direct_tls
                     }
                 }
             }
-            Some(stanza) = bidi_rx.recv(), if !bidi_pairs.is_empty() => {
+            Some(stanza) = BidiReturn::recv(&mut bidi), if bidi.is_some() => {
                 if let Err(e) = conn.send(&stanza.to_xml_in(ns::SERVER)).await {
                     crate::outbound::bounce_to_gateway(&shared, &stanza, "remote-server-timeout", &format!("the bidirectional stream failed: {e}")).await;
                     break None;
@@ -237,17 +236,20 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, direct_tls
                 }
                 Action::Authenticated { from, to, method } => {
                     tracing::info!(%from, %to, method = method.as_str(), tls = session.is_tls(), bidi = session.is_bidi(), "authenticated");
-                    if session.is_bidi() && shared.outbound.attach_bidi(&to, &from, &bidi_tx) {
-                        let name = policy
-                            .partner_for(&from)
-                            .map(|p| p.name.clone())
-                            .unwrap_or_default();
-                        shared
-                            .metrics
-                            .streams
-                            .get_or_create(&labels_for("outbound", &name, "bidi"))
-                            .inc();
-                        bidi_pairs.push(name);
+                    if session.is_bidi() {
+                        let back = bidi.get_or_insert_with(BidiReturn::new);
+                        if shared.outbound.attach_bidi(&to, &from, &back.tx) {
+                            let name = policy
+                                .partner_for(&from)
+                                .map(|p| p.name.clone())
+                                .unwrap_or_default();
+                            shared
+                                .metrics
+                                .streams
+                                .get_or_create(&labels_for("outbound", &name, "bidi"))
+                                .inc();
+                            back.pairs.push(name);
+                        }
                     }
                     if partner_label.is_none() {
                         let name = policy
@@ -298,19 +300,52 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, direct_tls
             .get_or_create(&labels(&name, method))
             .dec();
     }
-    for name in &bidi_pairs {
-        shared
-            .metrics
-            .streams
-            .get_or_create(&labels_for("outbound", name, "bidi"))
-            .dec();
-    }
     conn.shutdown().await;
-    // Stanzas that were on their way back over this stream take a stream of their own.
-    shared.outbound.detach_bidi(&bidi_tx);
-    bidi_rx.close();
-    while let Ok(stanza) = bidi_rx.try_recv() {
-        crate::outbound::send(&shared, stanza).await;
+    if let Some(back) = bidi {
+        back.end(&shared).await;
+    }
+}
+
+/// The return path of a bidi stream: the queue the outbound pool feeds for each of its pairs.
+struct BidiReturn {
+    tx: mpsc::Sender<Element>,
+    rx: mpsc::Receiver<Element>,
+    /// Partner name of each pair routed back over this stream (for the streams gauge).
+    pairs: Vec<String>,
+}
+
+impl BidiReturn {
+    fn new() -> Self {
+        let (tx, rx) = mpsc::channel(crate::outbound::QUEUE_PER_PAIR);
+        Self {
+            tx,
+            rx,
+            pairs: Vec::new(),
+        }
+    }
+
+    /// The next stanza to send back; never ready without a return path.
+    async fn recv(back: &mut Option<Self>) -> Option<Element> {
+        match back {
+            Some(b) => b.rx.recv().await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Leaves the pool; stanzas still queued take a stream of their own.
+    async fn end(mut self, shared: &Arc<Shared>) {
+        for name in &self.pairs {
+            shared
+                .metrics
+                .streams
+                .get_or_create(&labels_for("outbound", name, "bidi"))
+                .dec();
+        }
+        shared.outbound.detach_bidi(&self.tx);
+        self.rx.close();
+        while let Ok(stanza) = self.rx.try_recv() {
+            crate::outbound::send(shared, stanza).await;
+        }
     }
 }
 
