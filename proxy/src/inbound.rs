@@ -1,6 +1,7 @@
 //! Inbound partner streams: accept on 5269/5270, run the receiving state machine under the
 //! live policy, enforce limits and timeouts, and hand policed stanzas to the gateway link.
 
+use crate::link::GatewayLinks;
 use crate::metrics::StreamLabels;
 use crate::{PolicyView, Shared};
 use std::net::SocketAddr;

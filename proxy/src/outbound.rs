@@ -5,6 +5,7 @@
 
 use crate::Shared;
 use crate::dns::Target;
+use crate::link::GatewayLinks;
 use crate::metrics::StreamLabels;
 use std::collections::HashMap;
 use std::future::Future;

@@ -1,5 +1,6 @@
-//! Test fixtures: a test CA, policy documents compiled from the same CR YAML users apply,
-//! proxies on chosen loopback addresses, and a test gateway end of the internal link.
+//! Proxy test fixtures: proxies on chosen loopback addresses and a test gateway end of the
+//! internal link. The shared ones (test CA, policy documents, real servers) are
+//! `xmppfed-testkit`, re-exported here.
 
 #![allow(dead_code)]
 
@@ -8,138 +9,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpStream;
-use xmppfed_api::admission::Admission;
-use xmppfed_api::validate::{Source, validate_sources};
 use xmppfed_xmpp::conn::{Transport, XmppConn, connect_tls};
-use xmppfed_xmpp::devca::{CertSpec, DevCa};
+use xmppfed_xmpp::devca::CertSpec;
 use xmppfed_xmpp::dialback::DialbackSecret;
 use xmppfed_xmpp::element::Element;
 use xmppfed_xmpp::framer::{Frame, FramerLimits};
-use xmppfed_xmpp::identity::TrustStore;
 use xmppfed_xmpp::link;
 use xmppfed_xmpp::tls::{Identity, link_client_config};
-
-pub fn init_tracing() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_test_writer()
-        .try_init();
-}
-
-/// One partner entry of a test federation.
-pub struct PartnerSpec<'a> {
-    pub domain: &'a str,
-    pub tls: &'a str,
-    pub sasl: &'a str,
-    pub dialback: bool,
-    /// Static route `host:port` (proxyFqdn).
-    pub route: Option<String>,
-    pub connection_limit: Option<u32>,
-}
-
-impl<'a> PartnerSpec<'a> {
-    pub fn new(domain: &'a str) -> Self {
-        Self {
-            domain,
-            tls: "Required",
-            sasl: "Required",
-            dialback: true,
-            route: None,
-            connection_limit: None,
-        }
-    }
-}
-
-/// Compiles CR YAML for a federation serving `domain` with `partners` into a policy file.
-pub fn write_policy(path: &Path, domain: &str, partners: &[PartnerSpec], max_stanza: u32) {
-    write_policy_with(
-        path,
-        domain,
-        partners,
-        &format!("maxStanzaBytes: {max_stanza}, streamEstablishmentTimeout: 10s"),
-    );
-}
-
-/// As [`write_policy`], with the federation's `limits` map given as YAML flow entries.
-pub fn write_policy_with(path: &Path, domain: &str, partners: &[PartnerSpec], limits: &str) {
-    let mut yaml = format!(
-        "apiVersion: xmppfed.io/v1alpha1\nkind: XmppFederation\nmetadata: {{name: test, namespace: t}}\nspec:\n  domains: [{domain}]\n  edge: {{hostname: xmpp.{domain}}}\n  gateway:\n    internalServers: [{{host: internal.{domain}}}]\n  limits: {{{limits}}}\n  tls: {{secretName: edge-tls}}\n"
-    );
-    for (i, p) in partners.iter().enumerate() {
-        yaml.push_str(&format!(
-            "---\napiVersion: xmppfed.io/v1alpha1\nkind: XmppAllowedPartner\nmetadata: {{name: p{i}, namespace: t}}\nspec:\n  domain: {}\n  tlsNegotiation: {}\n  saslNegotiation: {}\n  supportDialbackNegotiation: {}\n",
-            p.domain, p.tls, p.sasl, p.dialback
-        ));
-        if let Some(route) = &p.route {
-            yaml.push_str(&format!("  proxyFqdn: \"{route}\"\n"));
-        }
-        if let Some(limit) = p.connection_limit {
-            yaml.push_str(&format!("  connectionLimit: {limit}\n"));
-        }
-    }
-    let report = validate_sources(
-        &[Source {
-            path: "test.yaml".into(),
-            text: yaml.clone(),
-        }],
-        &Admission::new(),
-    );
-    assert!(!report.has_errors(), "{yaml}\n{:#?}", report.problems);
-    let fed = &report.objects.federations[0];
-    let compiled =
-        xmppfed_api::compile::compile(fed, &report.objects.partners, &report.objects.policies)
-            .expect("compiles");
-    let json = serde_json::to_vec(&compiled.document).expect("serialises");
-    // Write then rename, as the kubelet swaps ConfigMap files: a reader never sees half a file.
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, json).expect("write policy");
-    std::fs::rename(&tmp, path).expect("rename policy");
-}
-
-/// The PKI of a test: one CA for S2S certificates and the link.
-pub struct Pki {
-    pub ca: DevCa,
-}
-
-impl Pki {
-    pub fn new() -> Self {
-        Self {
-            ca: DevCa::new("xmppfed test CA").expect("CA"),
-        }
-    }
-
-    pub fn trust(&self) -> TrustStore {
-        let mut t = TrustStore::new();
-        t.add(&self.ca.cert_der).expect("CA anchor");
-        t
-    }
-
-    pub fn identity(&self, spec: &CertSpec) -> Identity {
-        let issued = self.ca.issue(spec).expect("issue");
-        Identity::new(vec![issued.cert_der.clone()], issued.key()).expect("identity")
-    }
-
-    /// Writes `<name>.crt`/`<name>.key` PEM files (for real servers).
-    pub fn write(&self, dir: &Path, name: &str, spec: &CertSpec) -> (PathBuf, PathBuf) {
-        let issued = self.ca.issue(spec).expect("issue");
-        let (crt, key) = (
-            dir.join(format!("{name}.crt")),
-            dir.join(format!("{name}.key")),
-        );
-        std::fs::write(&crt, &issued.cert_pem).expect("write cert");
-        std::fs::write(&key, &issued.key_pem).expect("write key");
-        (crt, key)
-    }
-
-    pub fn write_ca(&self, dir: &Path) -> PathBuf {
-        let p = dir.join("ca.crt");
-        std::fs::write(&p, &self.ca.cert_pem).expect("write CA");
-        p
-    }
-}
 
 /// A proxy serving `domain` on `ip` (5269 STARTTLS, 5270 direct TLS; link and HTTP ports
 /// chosen by the kernel).
@@ -160,9 +36,6 @@ pub async fn start_proxy(
 ) -> TestProxy {
     start_proxy_with(dir, pki, ip, domain, partners, dns, DEFAULT_LIMITS).await
 }
-
-/// The federation `limits` tests use unless they test limits.
-pub const DEFAULT_LIMITS: &str = "maxStanzaBytes: 262144, streamEstablishmentTimeout: 10s";
 
 /// As [`start_proxy`], with the federation's `limits` as YAML flow entries.
 pub async fn start_proxy_with(
@@ -272,24 +145,6 @@ impl TestGateway {
     }
 }
 
-pub fn message(from: &str, to: &str, body: &str) -> Element {
-    Element::new(xmppfed_xmpp::ns::SERVER, "message")
-        .attr("from", from)
-        .attr("to", to)
-        .attr("type", "chat")
-        .attr(
-            "id",
-            format!("m-{}", body.chars().take(16).collect::<String>()),
-        )
-        .child(Element::new(xmppfed_xmpp::ns::SERVER, "body").text(body))
-}
-
-pub fn body(e: &Element) -> String {
-    e.get_child(xmppfed_xmpp::ns::SERVER, "body")
-        .map(Element::text_content)
-        .unwrap_or_default()
-}
-
 pub fn metric(proxy: &TestProxy, needle: &str) -> Vec<String> {
     proxy
         .proxy
@@ -302,10 +157,6 @@ pub fn metric(proxy: &TestProxy, needle: &str) -> Vec<String> {
         .collect()
 }
 
-pub fn shared_dir() -> tempfile::TempDir {
-    tempfile::tempdir().expect("tempdir")
-}
-
 pub type Shared = Arc<xmppfed_proxy::Shared>;
 
-pub mod servers;
+pub use xmppfed_testkit::*;

@@ -1,13 +1,13 @@
 //! Real servers as test fixtures: dnsmasq for SRV records and Debian's Prosody, each started
 //! in its own directory and stopped (and reaped) when dropped. The recipe and its quirks are
-//! in `tests/fixtures/RECIPE.md`.
+//! in `testkit/fixtures/RECIPE.md`.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures");
 
 /// Whether the real servers are installed. CI installs them and sets
 /// `XMPPFED_REQUIRE_INTEROP=1`, so a missing server fails there instead of skipping.
