@@ -9,6 +9,8 @@
 
 pub mod config_map;
 pub mod file;
+pub mod health;
+pub mod pod;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;

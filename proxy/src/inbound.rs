@@ -123,7 +123,7 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, direct_tls
                     Err(ConnError::Framing(e)) => {
                         let error = e.stream_error();
                         if !header_sent {
-                            let _ = conn.send(&stream::open_stream(&our_default_header())).await;
+                            let _ = conn.send(&stream::open_stream(&stream::default_header())).await;
                         }
                         let _ = conn.close_with(&error).await;
                         break Some(error);
@@ -148,7 +148,7 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, direct_tls
             _ = sleep_until(started + establishment), if !authenticated => {
                 let error = StreamError::new(C::ConnectionTimeout, format!("the stream was not authenticated within {} s", establishment.as_secs()));
                 if !header_sent {
-                    let _ = conn.send(&stream::open_stream(&our_default_header())).await;
+                    let _ = conn.send(&stream::open_stream(&stream::default_header())).await;
                 }
                 let _ = conn.close_with(&error).await;
                 break Some(error);
@@ -377,14 +377,6 @@ fn admit(shared: &Shared, slot: &mut crate::limits::Slot, h: &StreamHeader) -> O
                 partner.connection_limit
             ),
         ))
-    }
-}
-
-fn our_default_header() -> StreamHeader {
-    StreamHeader {
-        id: Some(stream::new_stream_id()),
-        version: Some("1.0".into()),
-        ..StreamHeader::default()
     }
 }
 

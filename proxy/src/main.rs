@@ -1,13 +1,12 @@
 //! `xmppfed-proxy`: runs the edge proxy from files (policy document, certificate and key,
 //! dialback secret, internal-link certificate and CA) — in a pod, or on any host.
 
-use anyhow::Context;
 use clap::Parser;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
-use xmppfed_policy_source::Source;
 use xmppfed_policy_source::config_map::ConfigMapRef;
+use xmppfed_policy_source::{Source, pod};
 use xmppfed_xmpp::dialback::DialbackSecret;
 use xmppfed_xmpp::identity::TrustStore;
 use xmppfed_xmpp::tls::{Identity, load_certs};
@@ -72,23 +71,13 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    if args.log_json {
-        tracing_subscriber::fmt()
-            .json()
-            .with_env_filter(filter)
-            .init();
-    } else {
-        tracing_subscriber::fmt().with_env_filter(filter).init();
-    }
+    pod::init_logging(args.log_json);
     let mut peer_trust = TrustStore::new();
     for ca in load_certs(&args.peer_ca)? {
         // A system bundle may hold certificates webpki cannot use as anchors; skip those.
         let _ = peer_trust.add(&ca);
     }
-    let secret = std::fs::read(&args.dialback_secret)
-        .with_context(|| format!("reading {}", args.dialback_secret.display()))?;
+    let secret = pod::read_secret(&args.dialback_secret).map_err(anyhow::Error::msg)?;
     let policy = match (args.policy, args.policy_configmap) {
         (Some(path), _) => Source::File {
             path,
@@ -105,7 +94,7 @@ async fn main() -> anyhow::Result<()> {
         policy,
         identity: Identity::from_files(&args.tls_cert, &args.tls_key)?,
         peer_trust,
-        dialback_secret: DialbackSecret::new(trim_secret(secret)),
+        dialback_secret: DialbackSecret::new(secret),
         link_identity: Identity::from_files(&args.link_cert, &args.link_key)?,
         link_ca: load_certs(&args.link_ca)?,
         dns_server: args.dns_server,
@@ -113,30 +102,7 @@ async fn main() -> anyhow::Result<()> {
         drain_timeout: Duration::from_secs(20),
     };
     let proxy = xmppfed_proxy::start(config).await?;
-    wait_for_termination().await;
+    pod::wait_for_termination().await;
     proxy.shutdown().await;
     Ok(())
-}
-
-/// Secrets mounted from files often end with a newline that is not part of the secret.
-fn trim_secret(mut s: Vec<u8>) -> Vec<u8> {
-    while s.last().is_some_and(|b| b.is_ascii_whitespace()) {
-        s.pop();
-    }
-    s
-}
-
-async fn wait_for_termination() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
 }

@@ -17,6 +17,16 @@ pub fn new_stream_id() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The header we answer with when a peer's stream fails before we know who it is: a fresh
+/// id and nothing else, so the stream error that follows is well-formed XMPP.
+pub fn default_header() -> StreamHeader {
+    StreamHeader {
+        id: Some(new_stream_id()),
+        version: Some("1.0".into()),
+        ..StreamHeader::default()
+    }
+}
+
 /// Serialises an opening `<stream:stream>` tag for a `jabber:server` stream, declaring the
 /// dialback prefix as peers expect.
 pub fn open_stream(header: &StreamHeader) -> String {

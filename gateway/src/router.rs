@@ -1,0 +1,219 @@
+//! The gateway's stanza pipeline, both ways: decide ([`crate::access`]), remember (the
+//! decision's effects, durably, before anything is forwarded), audit, then deliver — to the
+//! internal server, or to a proxy over the link — or answer the sender with a stanza error.
+//! Nothing is dropped silently: a stanza is delivered, answered with an error, or (presence,
+//! errors, results, by policy) counted as not relayed.
+
+use crate::access::{self, Decision, Effect, Verdict};
+use crate::{Shared, internal};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+use xmppfed_policy::CompiledPolicy;
+use xmppfed_xmpp::element::Element;
+use xmppfed_xmpp::{addr, ns, stanza};
+
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn partner_name(policy: &CompiledPolicy, jid: Option<&str>) -> String {
+    jid.and_then(|j| addr::parse(j).ok())
+        .and_then(|a| policy.partner_for(&a.domain).map(|p| p.name.clone()))
+        .unwrap_or_default()
+}
+
+/// A stanza from a partner (through a proxy) for the organisation.
+pub async fn from_partner(shared: &Arc<Shared>, stanza: Element) {
+    let policy = shared.policy.current();
+    let partner = partner_name(&policy, stanza.get_attr("from"));
+    let store = shared.store.clone();
+    let reached_out = |local: &str, remote: &str| {
+        store.reached_out(local, remote).unwrap_or_else(|e| {
+            // Fail closed: an unreadable store admits nobody through a PublicUnverified gate.
+            tracing::error!(error = %e, "contact store unreadable");
+            false
+        })
+    };
+    let decision = access::from_partner(&policy, stanza, &reached_out);
+    // Subscription bookkeeping only: failing to write it must not lose the stanza.
+    if let Err(e) = remember(shared, &decision) {
+        tracing::warn!(error = %e, "could not record a subscription change");
+    }
+    match decision.verdict {
+        Verdict::Forward(s) => {
+            shared.metrics.stanza("inbound", &partner, "forwarded");
+            audit(shared, &policy, "inbound", &s);
+            internal::send(shared, s).await;
+        }
+        Verdict::Reject {
+            stanza,
+            condition,
+            text,
+            reason,
+        } => {
+            shared.metrics.stanza("inbound", &partner, "rejected");
+            shared.metrics.denial(reason);
+            tracing::info!(reason, condition, %partner, "stanza from a partner refused");
+            if let Some(reply) = stanza::bounce(&stanza, condition, &text) {
+                bounce_to_partner(shared, reply);
+            }
+        }
+        Verdict::Drop { reason } => {
+            shared.metrics.stanza("inbound", &partner, "dropped");
+            shared.metrics.denial(reason);
+        }
+    }
+}
+
+/// A stanza from the organisation (an internal server) for a partner.
+pub async fn to_partner(shared: &Arc<Shared>, stanza: Element) {
+    let policy = shared.policy.current();
+    let partner = partner_name(&policy, stanza.get_attr("to"));
+    let decision = access::to_partner(&policy, stanza);
+    // A reach-out must be on disk before the stanza leaves: the partner's answer depends on it.
+    if let Err(e) = remember(shared, &decision) {
+        tracing::error!(error = %e, "could not record a contact; refusing to forward");
+        shared.metrics.stanza("outbound", &partner, "rejected");
+        let (Verdict::Forward(s) | Verdict::Reject { stanza: s, .. }) = decision.verdict else {
+            return;
+        };
+        bounce_to_internal(
+            shared,
+            &s,
+            "internal-server-error",
+            "the federation gateway could not record this contact; try again later",
+        )
+        .await;
+        return;
+    }
+    match decision.verdict {
+        Verdict::Forward(s) => {
+            audit(shared, &policy, "outbound", &s);
+            match shared.hub.try_deliver(s, shared.link_wait).await {
+                Ok(()) => shared.metrics.stanza("outbound", &partner, "forwarded"),
+                Err(s) => {
+                    shared.metrics.stanza("outbound", &partner, "rejected");
+                    bounce_to_internal(
+                        shared,
+                        &s,
+                        "remote-server-timeout",
+                        "the federation edge cannot be reached from the gateway right now",
+                    )
+                    .await;
+                }
+            }
+        }
+        Verdict::Reject {
+            stanza,
+            condition,
+            text,
+            reason,
+        } => {
+            shared.metrics.stanza("outbound", &partner, "rejected");
+            shared.metrics.denial(reason);
+            tracing::info!(reason, condition, %partner, "stanza from a local user refused");
+            bounce_to_internal(shared, &stanza, condition, &text).await;
+        }
+        Verdict::Drop { reason } => {
+            shared.metrics.stanza("outbound", &partner, "dropped");
+            shared.metrics.denial(reason);
+        }
+    }
+}
+
+/// Applies a decision's effects to the store.
+fn remember(shared: &Shared, decision: &Decision) -> Result<(), crate::store::StoreError> {
+    let now = now();
+    for effect in &decision.effects {
+        match effect {
+            Effect::ReachedOut { local, remote } => {
+                shared.store.record_reach_out(local, remote, now)?
+            }
+            Effect::Subscription {
+                local,
+                remote,
+                change,
+            } => {
+                let before = shared.store.subscription(local, remote)?;
+                let after = change.apply(before, now);
+                shared.store.put_subscription(local, remote, after)?;
+                match (before.is_empty(), after.is_empty()) {
+                    (true, false) => shared.metrics.subscriptions.inc(),
+                    (false, true) => shared.metrics.subscriptions.dec(),
+                    _ => 0,
+                };
+            }
+        }
+    }
+    Ok(())
+}
+
+/// With `logMessageBodies`, one structured record per message with a body (Lync's
+/// `EnableLoggingAllMessageBodies`), on the `xmppfed_audit` target so it can be routed apart.
+/// Without it, bodies appear nowhere: not in logs, not in metrics.
+fn audit(shared: &Shared, policy: &CompiledPolicy, direction: &'static str, stanza: &Element) {
+    if !policy.document().gateway.log_message_bodies || stanza.name != "message" {
+        return;
+    }
+    let Some(body) = stanza
+        .get_child(ns::SERVER, "body")
+        .or_else(|| stanza.get_child(ns::CLIENT, "body"))
+    else {
+        return;
+    };
+    shared.metrics.audit_records.inc();
+    tracing::info!(
+        target: "xmppfed_audit",
+        direction,
+        from = stanza.get_attr("from").unwrap_or_default(),
+        to = stanza.get_attr("to").unwrap_or_default(),
+        time = now(),
+        body = %body.text_content(),
+        "message"
+    );
+}
+
+/// Answers a partner's sender with a stanza error, over a link. Spawned: this may run inside
+/// a link's own receive loop, which must not wait on its own queue.
+pub fn bounce_to_partner(shared: &Arc<Shared>, reply: Element) {
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        if shared
+            .hub
+            .try_deliver(reply, shared.link_wait)
+            .await
+            .is_err()
+        {
+            tracing::warn!("no proxy link for an error reply to a partner; dropped and counted");
+            shared.metrics.bounce("undeliverable-bounce");
+        }
+    });
+}
+
+/// The error answer to a partner's stanza, sent back over a link.
+pub fn refuse_from_partner(shared: &Arc<Shared>, stanza: &Element, condition: &str, text: &str) {
+    shared.metrics.bounce(condition);
+    if let Some(reply) = stanza::bounce(stanza, condition, text) {
+        bounce_to_partner(shared, reply);
+    }
+}
+
+/// Answers a local sender with a stanza error, through the internal server.
+pub async fn bounce_to_internal(
+    shared: &Arc<Shared>,
+    stanza: &Element,
+    condition: &str,
+    text: &str,
+) {
+    shared.metrics.bounce(condition);
+    match stanza::bounce(stanza, condition, text) {
+        Some(reply) => internal::send(shared, reply).await,
+        None => tracing::debug!(
+            condition,
+            "an error or result could not be delivered; not answered"
+        ),
+    }
+}
