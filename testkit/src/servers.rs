@@ -480,3 +480,67 @@ fn allow_traversal(dir: &Path) {
         p = parent;
     }
 }
+
+/// A real XMPP user (slixmpp) following `steps` (see `fixtures/c2s_script.py`), whose output
+/// lines can be awaited while it runs.
+pub struct User {
+    child: tokio::process::Child,
+    lines: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    /// Everything printed so far.
+    pub output: Vec<String>,
+}
+
+impl User {
+    pub fn start(ca: &Path, jid: &str, c2s: SocketAddr, steps: &[&str]) -> Self {
+        use tokio::io::AsyncBufReadExt;
+        let mut child = tokio::process::Command::new(PYTHON)
+            .arg(format!("{FIXTURES}/c2s_script.py"))
+            .arg(ca)
+            .args([jid, USER_PASSWORD])
+            .arg(c2s.ip().to_string())
+            .arg(c2s.port().to_string())
+            .args(steps)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("c2s client starts");
+        let stdout = child.stdout.take().expect("stdout piped");
+        Self {
+            child,
+            lines: tokio::io::BufReader::new(stdout).lines(),
+            output: Vec::new(),
+        }
+    }
+
+    /// Waits (at most `wait`) for a line starting with `prefix`; returns it.
+    pub async fn line(&mut self, prefix: &str, wait: Duration) -> Option<String> {
+        if let Some(l) = self.output.iter().find(|l| l.starts_with(prefix)) {
+            return Some(l.clone());
+        }
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            match tokio::time::timeout_at(deadline, self.lines.next_line()).await {
+                Ok(Ok(Some(l))) => {
+                    self.output.push(l.clone());
+                    if l.starts_with(prefix) {
+                        return Some(l);
+                    }
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// Waits for the script to end (at most 60 s) and returns everything it printed.
+    pub async fn finish(mut self) -> String {
+        let _ = tokio::time::timeout(Duration::from_secs(60), async {
+            while let Ok(Some(l)) = self.lines.next_line().await {
+                self.output.push(l);
+            }
+            let _ = self.child.wait().await;
+        })
+        .await;
+        self.output.join("\n")
+    }
+}
