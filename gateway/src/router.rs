@@ -151,29 +151,51 @@ fn remember(shared: &Shared, decision: &Decision) -> Result<(), crate::store::St
     Ok(())
 }
 
-/// With `logMessageBodies`, one structured record per message with a body (Lync's
-/// `EnableLoggingAllMessageBodies`), on the `xmppfed_audit` target so it can be routed apart.
-/// Without it, bodies appear nowhere: not in logs, not in metrics.
-fn audit(shared: &Shared, policy: &CompiledPolicy, direction: &'static str, stanza: &Element) {
+/// One audited message (Lync's `EnableLoggingAllMessageBodies`).
+#[derive(Debug, PartialEq, Eq, serde::Serialize)]
+pub struct AuditRecord {
+    pub direction: &'static str,
+    pub from: String,
+    pub to: String,
+    /// Unix seconds.
+    pub time: u64,
+    pub body: String,
+}
+
+/// The audit record of `stanza`: only with `logMessageBodies`, and only for messages with a
+/// body. Without it, bodies appear nowhere: not in logs, not in metrics.
+pub fn audit_record(
+    policy: &CompiledPolicy,
+    direction: &'static str,
+    stanza: &Element,
+    time: u64,
+) -> Option<AuditRecord> {
     if !policy.document().gateway.log_message_bodies || stanza.name != "message" {
-        return;
+        return None;
     }
-    let Some(body) = stanza
+    let body = stanza
         .get_child(ns::SERVER, "body")
-        .or_else(|| stanza.get_child(ns::CLIENT, "body"))
-    else {
+        .or_else(|| stanza.get_child(ns::CLIENT, "body"))?;
+    Some(AuditRecord {
+        direction,
+        from: stanza.get_attr("from").unwrap_or_default().to_string(),
+        to: stanza.get_attr("to").unwrap_or_default().to_string(),
+        time,
+        body: body.text_content(),
+    })
+}
+
+/// Writes the audit record, if any, as one JSON object on the `xmppfed_audit` log target, so
+/// it can be routed apart from operational logs (e.g. `RUST_LOG=xmppfed_audit=info`).
+fn audit(shared: &Shared, policy: &CompiledPolicy, direction: &'static str, stanza: &Element) {
+    let Some(record) = audit_record(policy, direction, stanza, now()) else {
         return;
     };
     shared.metrics.audit_records.inc();
-    tracing::info!(
-        target: "xmppfed_audit",
-        direction,
-        from = stanza.get_attr("from").unwrap_or_default(),
-        to = stanza.get_attr("to").unwrap_or_default(),
-        time = now(),
-        body = %body.text_content(),
-        "message"
-    );
+    match serde_json::to_string(&record) {
+        Ok(json) => tracing::info!(target: "xmppfed_audit", record = %json, "message"),
+        Err(e) => tracing::warn!(error = %e, "audit record not serialisable"),
+    }
 }
 
 /// Answers a partner's sender with a stanza error, over a link. Spawned: this may run inside
@@ -215,5 +237,41 @@ pub async fn bounce_to_internal(
             condition,
             "an error or result could not be delivered; not answered"
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testpolicy::policy;
+    use xmppfed_policy::PartnerType;
+
+    fn message() -> Element {
+        Element::new(ns::SERVER, "message")
+            .attr("from", "bob@org.example/r")
+            .attr("to", "alice@p.example")
+            .child(Element::new(ns::SERVER, "body").text("the quarterly numbers"))
+    }
+
+    #[test]
+    fn bodies_are_audited_only_when_asked() {
+        let off = policy(PartnerType::Federated);
+        assert_eq!(audit_record(&off, "outbound", &message(), 7), None);
+        let mut doc = off.into_document();
+        doc.gateway.log_message_bodies = true;
+        let on = CompiledPolicy::new(doc).unwrap();
+        assert_eq!(
+            audit_record(&on, "outbound", &message(), 7),
+            Some(AuditRecord {
+                direction: "outbound",
+                from: "bob@org.example/r".into(),
+                to: "alice@p.example".into(),
+                time: 7,
+                body: "the quarterly numbers".into(),
+            })
+        );
+        // Presence and body-less messages (chat states) make no record.
+        let typing = Element::new(ns::SERVER, "message").attr("from", "a@org.example");
+        assert_eq!(audit_record(&on, "outbound", &typing, 7), None);
     }
 }

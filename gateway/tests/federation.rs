@@ -18,7 +18,10 @@ use xmppfed_gateway::dns::DnsConfig;
 use xmppfed_gateway::store::{RedbStore, SubState};
 use xmppfed_gateway::{GatewayConfig, RunningGateway};
 use xmppfed_policy_source::Source;
-use xmppfed_testkit::servers::{Dns, Prosody, ProsodyOptions, Srv, User, c2s_available, log_tail};
+use xmppfed_testkit::servers::{
+    Dns, Ejabberd, EjabberdOptions, Prosody, ProsodyOptions, Srv, User, c2s_available,
+    ejabberd_available, log_tail,
+};
 use xmppfed_testkit::*;
 use xmppfed_xmpp::devca::CertSpec;
 use xmppfed_xmpp::dialback::DialbackSecret;
@@ -26,17 +29,44 @@ use xmppfed_xmpp::dialback::DialbackSecret;
 const WAIT: Duration = Duration::from_secs(25);
 
 struct Lab {
-    dir: tempfile::TempDir,
+    _dir: tempfile::TempDir,
     _dns: Dns,
     pki: Pki,
     ca: PathBuf,
     net: u8,
     policy_file: PathBuf,
     state_file: PathBuf,
-    internal: Prosody,
+    internal: Internal,
     partner: Prosody,
     proxy: xmppfed_proxy::RunningProxy,
     gateway: Option<RunningGateway>,
+}
+
+/// The organisation's own server.
+enum Internal {
+    Prosody(Prosody),
+    Ejabberd(Ejabberd),
+}
+
+impl Internal {
+    fn c2s(&self) -> SocketAddr {
+        match self {
+            Internal::Prosody(p) => p.c2s,
+            Internal::Ejabberd(e) => e.c2s,
+        }
+    }
+    fn log(&self) -> String {
+        match self {
+            Internal::Prosody(p) => p.log(),
+            Internal::Ejabberd(e) => e.log(),
+        }
+    }
+    fn register(&self, name: &str) {
+        match self {
+            Internal::Prosody(p) => p.register(name),
+            Internal::Ejabberd(e) => e.register(name),
+        };
+    }
 }
 
 fn ip(net: u8, last: u8) -> Ipv4Addr {
@@ -45,13 +75,13 @@ fn ip(net: u8, last: u8) -> Ipv4Addr {
 
 /// The federation: org.example served, partner.example of `partner_type`, the internal
 /// Prosody behind the gateway; everyone may federate except carol.
-fn policy_yaml(net: u8, partner_type: &str) -> String {
+fn policy_yaml(net: u8, partner_type: &str, limits: &str) -> String {
     let mut partner = PartnerSpec::new("partner.example");
     partner.partner_type = Some(partner_type);
     let mut yaml = federation_yaml(
         "org.example",
         &[partner],
-        DEFAULT_LIMITS,
+        limits,
         &format!(
             "{{internalServers: [{{host: \"{}\", port: 15269, domains: [org.example]}}]}}",
             ip(net, 4)
@@ -76,7 +106,7 @@ async fn open_store(path: &Path) -> RedbStore {
 }
 
 async fn start_gateway(
-    lab_dir: &Path,
+    target_host: &str,
     pki: &Pki,
     net: u8,
     policy: &Path,
@@ -90,7 +120,7 @@ async fn start_gateway(
         http_listen: Some(SocketAddr::new(IpAddr::V4(gw), 0)),
         dns: Some(DnsConfig {
             listen: SocketAddr::new(IpAddr::V4(gw), 53),
-            target_host: "gateway.xmppfed.test".into(),
+            target_host: target_host.into(),
             target_addrs: vec![IpAddr::V4(gw)],
             port: 5269,
             upstream: None,
@@ -111,7 +141,6 @@ async fn start_gateway(
         link_wait: Duration::from_secs(2),
         drain_timeout: Duration::from_secs(2),
     };
-    let _ = lab_dir;
     let gateway = xmppfed_gateway::start(config)
         .await
         .expect("gateway starts");
@@ -125,6 +154,20 @@ async fn start_gateway(
 }
 
 async fn lab(net: u8, partner_type: &str) -> Lab {
+    lab_with(net, partner_type, DEFAULT_LIMITS, false).await
+}
+
+/// The SRV target the gateway's DNS names: a host name, except for ejabberd, which resolves
+/// SRV targets with libc (outside the DNS it was given), so it gets the address itself.
+fn target_host(net: u8, ejabberd: bool) -> String {
+    if ejabberd {
+        ip(net, 3).to_string()
+    } else {
+        "gateway.xmppfed.test".to_string()
+    }
+}
+
+async fn lab_with(net: u8, partner_type: &str, limits: &str, ejabberd: bool) -> Lab {
     init_tracing();
     let dir = tempfile::Builder::new()
         .prefix("xmppfed-e2e")
@@ -145,7 +188,7 @@ async fn lab(net: u8, partner_type: &str) -> Lab {
     let pki = Pki::new();
     let ca = pki.write_ca(dir.path());
     let policy_file = dir.path().join("policy.json");
-    write_policy_yaml(&policy_file, &policy_yaml(net, partner_type));
+    write_policy_yaml(&policy_file, &policy_yaml(net, partner_type, limits));
 
     let proxy = xmppfed_proxy::start(xmppfed_proxy::ProxyConfig {
         starttls_listen: SocketAddr::new(IpAddr::V4(proxy_ip), 5269),
@@ -169,7 +212,7 @@ async fn lab(net: u8, partner_type: &str) -> Lab {
     .expect("proxy starts");
     let state_file = dir.path().join("contacts.redb");
     let gateway = start_gateway(
-        dir.path(),
+        &target_host(net, ejabberd),
         &pki,
         net,
         &policy_file,
@@ -196,14 +239,34 @@ async fn lab(net: u8, partner_type: &str) -> Lab {
             },
         )
     };
-    let internal = prosody("org.example", internal_ip, gateway_dns);
+    let internal = if ejabberd {
+        let (cert, key) = pki.write(
+            dir.path(),
+            "org.example",
+            &CertSpec::for_domain("org.example"),
+        );
+        Internal::Ejabberd(Ejabberd::start(
+            dir.path(),
+            &EjabberdOptions {
+                domain: "org.example",
+                ip: internal_ip,
+                dns: gateway_dns,
+                cert: &cert,
+                key: &key,
+                ca: &ca,
+                dialback: true,
+            },
+        ))
+    } else {
+        Internal::Prosody(prosody("org.example", internal_ip, gateway_dns))
+    };
     let partner = prosody("partner.example", partner_ip, dns.addr);
     for user in ["bob", "carol", "erin"] {
         internal.register(user);
     }
     partner.register("alice");
     Lab {
-        dir,
+        _dir: dir,
         _dns: dns,
         pki,
         ca,
@@ -245,7 +308,7 @@ impl Lab {
         User::start(
             &self.ca,
             &format!("{name}@org.example"),
-            self.internal.c2s,
+            self.internal.c2s(),
             steps,
         )
     }
@@ -265,7 +328,8 @@ async fn federated_partner_messages_presence_and_subscription_both_ways() {
     if !c2s_available() {
         return;
     }
-    let lab = lab(81, "Federated").await;
+    let limits = format!("{DEFAULT_LIMITS}, subscriptionRefreshInterval: 4s");
+    let lab = lab_with(81, "Federated", &limits, false).await;
     let mut bob = lab.local(
         "bob",
         &[
@@ -322,6 +386,50 @@ async fn federated_partner_messages_presence_and_subscription_both_ways() {
         lab.metric("stanzas_total{direction=\"inbound\",partner=\"p0\",verdict=\"forwarded\"}")
             .len()
             == 1
+    );
+
+    // Refresh: after two intervals (4 s) the gateway has probed alice on bob's behalf, her
+    // server answered, and the subscription is still tracked.
+    tokio::time::sleep(Duration::from_secs(9)).await;
+    let probes = lab.metric("xmppfed_gateway_subscription_probes_total");
+    assert!(
+        probes.iter().any(|l| !l.ends_with(" 0")),
+        "{probes:?}\n{}",
+        lab.logs()
+    );
+    let sub = lab
+        .gateway()
+        .shared
+        .store
+        .subscription("bob@org.example", "alice@partner.example")
+        .expect("store");
+    assert!(!sub.is_empty(), "the answered probes must keep it alive");
+
+    // Hot reload: bob loses XMPP access; his next message is refused with the reason.
+    let before = lab.gateway().shared.policy.current().version().to_string();
+    let mut yaml = policy_yaml(81, "Federated", &limits);
+    yaml.push_str("---\napiVersion: xmppfed.io/v1alpha1\nkind: ExternalAccessPolicy\nmetadata: {name: bob-grounded, namespace: t}\nspec: {scope: User, users: [bob@org.example], enableFederationAccess: true, enableXmppAccess: false}\n");
+    write_policy_yaml(&lab.policy_file, &yaml);
+    for _ in 0..100 {
+        if lab.gateway().shared.policy.current().version() != before {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let out = lab
+        .local(
+            "bob",
+            &[
+                "send:alice@partner.example:after the change",
+                "expect-message:alice@partner.example",
+            ],
+        )
+        .finish()
+        .await;
+    assert!(
+        out.contains("condition=policy-violation") && out.contains("bob-grounded"),
+        "{out}\n{}",
+        lab.logs()
     );
 }
 
@@ -460,7 +568,7 @@ async fn public_unverified_partner_waits_for_the_local_user_and_the_gateway_reme
     tokio::time::sleep(Duration::from_millis(200)).await;
     lab.gateway = Some(
         start_gateway(
-            lab.dir.path(),
+            &target_host(lab.net, false),
             &lab.pki,
             lab.net,
             &lab.policy_file,
@@ -482,6 +590,43 @@ async fn public_unverified_partner_waits_for_the_local_user_and_the_gateway_reme
         .is_some(),
         "{:?}\n{out}\n{}",
         erin.output,
+        lab.logs()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ejabberd_as_the_internal_server() {
+    if !ejabberd_available() || !c2s_available() {
+        return;
+    }
+    let lab = lab_with(84, "Federated", DEFAULT_LIMITS, true).await;
+    let mut bob = lab.local(
+        "bob",
+        &[
+            "expect-message:alice@partner.example",
+            "send:alice@partner.example:hello from ejabberd",
+            "sleep:20",
+        ],
+    );
+    online(&mut bob, "bob", &lab).await;
+    let out = lab
+        .alice(&[
+            "send:bob@org.example:hello ejabberd",
+            "expect-message:bob@org.example",
+        ])
+        .finish()
+        .await;
+    let got = bob
+        .line(
+            "MESSAGE from=alice@partner.example type=chat body='hello ejabberd'",
+            WAIT,
+        )
+        .await
+        .is_some();
+    assert!(got, "{:?}\n{out}\n{}", bob.output, lab.logs());
+    assert!(
+        out.contains("MESSAGE from=bob@org.example type=chat body='hello from ejabberd'"),
+        "{out}\n{}",
         lab.logs()
     );
 }
