@@ -288,6 +288,18 @@ impl Lab {
             log_tail("partner prosody", &self.partner.log(), 40)
         )
     }
+    /// Writes a new policy and waits until the gateway runs it.
+    async fn apply(&self, yaml: &str) {
+        let before = self.gateway().shared.policy.current().version().to_string();
+        write_policy_yaml(&self.policy_file, yaml);
+        for _ in 0..100 {
+            if self.gateway().shared.policy.current().version() != before {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the gateway did not load the new policy");
+    }
     fn gateway(&self) -> &RunningGateway {
         self.gateway.as_ref().expect("gateway running")
     }
@@ -406,16 +418,9 @@ async fn federated_partner_messages_presence_and_subscription_both_ways() {
     assert!(!sub.is_empty(), "the answered probes must keep it alive");
 
     // Hot reload: bob loses XMPP access; his next message is refused with the reason.
-    let before = lab.gateway().shared.policy.current().version().to_string();
     let mut yaml = policy_yaml(81, "Federated", &limits);
     yaml.push_str("---\napiVersion: xmppfed.io/v1alpha1\nkind: ExternalAccessPolicy\nmetadata: {name: bob-grounded, namespace: t}\nspec: {scope: User, users: [bob@org.example], enableFederationAccess: true, enableXmppAccess: false}\n");
-    write_policy_yaml(&lab.policy_file, &yaml);
-    for _ in 0..100 {
-        if lab.gateway().shared.policy.current().version() != before {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    lab.apply(&yaml).await;
     let out = lab
         .local(
             "bob",
@@ -628,5 +633,88 @@ async fn ejabberd_as_the_internal_server() {
         out.contains("MESSAGE from=bob@org.example type=chat body='hello from ejabberd'"),
         "{out}\n{}",
         lab.logs()
+    );
+}
+
+/// PublicVerified: no prior contact needed, no status notes. And the scopes' precedence: a
+/// Domain policy switching XMPP off for org.example beats the Global one, and a User policy
+/// for bob beats the Domain one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn public_verified_partner_and_policy_scopes() {
+    if !c2s_available() {
+        return;
+    }
+    let lab = lab(85, "PublicVerified").await;
+    let mut yaml = policy_yaml(85, "PublicVerified", DEFAULT_LIMITS);
+    yaml.push_str(
+        "---\napiVersion: xmppfed.io/v1alpha1\nkind: ExternalAccessPolicy\nmetadata: {name: org-no-xmpp, namespace: t}\nspec: {scope: Domain, domains: [org.example], enableFederationAccess: true, enableXmppAccess: false}\n\
+         ---\napiVersion: xmppfed.io/v1alpha1\nkind: ExternalAccessPolicy\nmetadata: {name: bob-may, namespace: t}\nspec: {scope: User, users: [bob@org.example], enableFederationAccess: true, enableXmppAccess: true}\n",
+    );
+    lab.apply(&yaml).await;
+
+    // Bob (User policy) is reached without having written first; his status note is stripped.
+    let mut bob = lab.local(
+        "bob",
+        &[
+            "status:in the lab",
+            "expect-message:alice@partner.example",
+            "sleep:20",
+        ],
+    );
+    online(&mut bob, "bob", &lab).await;
+    let out = lab
+        .alice(&[
+            "send:bob@org.example:unannounced hello",
+            "subscribe:bob@org.example",
+            "expect-presence:bob@org.example",
+        ])
+        .finish()
+        .await;
+    let got = bob
+        .line(
+            "MESSAGE from=alice@partner.example type=chat body='unannounced hello'",
+            WAIT,
+        )
+        .await
+        .is_some();
+    assert!(got, "{:?}\n{out}\n{}", bob.output, lab.logs());
+    assert!(
+        out.contains("PRESENCE from=bob@org.example type=available status=''"),
+        "{out}\n{}",
+        lab.logs()
+    );
+
+    // Erin falls under the Domain policy: refused with its name; the partner sees nobody.
+    let out = lab
+        .local(
+            "erin",
+            &[
+                "send:alice@partner.example:hi",
+                "expect-message:alice@partner.example",
+            ],
+        )
+        .finish()
+        .await;
+    assert!(
+        out.contains("condition=policy-violation") && out.contains("'org-no-xmpp'"),
+        "{out}\n{}",
+        lab.logs()
+    );
+    let out = lab
+        .alice(&[
+            "send:erin@org.example:hi erin",
+            "expect-message:erin@org.example",
+        ])
+        .finish()
+        .await;
+    assert!(
+        out.contains("condition=service-unavailable"),
+        "{out}\n{}",
+        lab.logs()
+    );
+    // Erin is offline, so the gateway's count shows it was the policy that answered both.
+    assert_eq!(
+        lab.metric("denials_total{reason=\"no-access\"}"),
+        vec!["xmppfed_gateway_denials_total{reason=\"no-access\"} 2".to_string()]
     );
 }
