@@ -102,20 +102,11 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     pod::init_logging(args.log_json);
-    let mut internal_trust = TrustStore::new();
-    for ca in load_certs(&args.internal_ca)? {
-        // A system bundle may hold certificates webpki cannot use as anchors; skip those.
-        let _ = internal_trust.add(&ca);
-    }
+    let internal_trust = TrustStore::from_pem_bundle(&args.internal_ca)?;
     let secret = pod::read_secret(&args.dialback_secret).map_err(anyhow::Error::msg)?;
-    let policy = match (args.policy, args.policy_configmap) {
-        (Some(path), _) => Source::File {
-            path,
-            poll: Duration::from_millis(500),
-        },
-        (None, Some(cm)) => Source::config_map(cm).await.map_err(anyhow::Error::msg)?,
-        (None, None) => anyhow::bail!("give --policy or --policy-configmap"),
-    };
+    let policy = Source::from_flags(args.policy, args.policy_configmap)
+        .await
+        .map_err(anyhow::Error::msg)?;
     let store = RedbStore::open(&args.state).map_err(anyhow::Error::msg)?;
     let dns = args.dns_listen.map(|listen| DnsConfig {
         listen,

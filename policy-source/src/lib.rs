@@ -164,6 +164,22 @@ pub struct Loaded {
 
 impl Source {
     /// The ConfigMap source with the pod's service account (or `KUBECONFIG` outside a cluster).
+    /// The source a service binary's flags name: `--policy FILE` (polled every 500 ms) or
+    /// `--policy-configmap NS/NAME`.
+    pub async fn from_flags(
+        file: Option<PathBuf>,
+        config_map: Option<config_map::ConfigMapRef>,
+    ) -> Result<Self, String> {
+        match (file, config_map) {
+            (Some(path), _) => Ok(Source::File {
+                path,
+                poll: Duration::from_millis(500),
+            }),
+            (None, Some(cm)) => Source::config_map(cm).await,
+            (None, None) => Err("give --policy or --policy-configmap".into()),
+        }
+    }
+
     pub async fn config_map(config_map: config_map::ConfigMapRef) -> Result<Self, String> {
         let client = kube::Client::try_default()
             .await

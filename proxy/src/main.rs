@@ -72,20 +72,11 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     pod::init_logging(args.log_json);
-    let mut peer_trust = TrustStore::new();
-    for ca in load_certs(&args.peer_ca)? {
-        // A system bundle may hold certificates webpki cannot use as anchors; skip those.
-        let _ = peer_trust.add(&ca);
-    }
+    let peer_trust = TrustStore::from_pem_bundle(&args.peer_ca)?;
     let secret = pod::read_secret(&args.dialback_secret).map_err(anyhow::Error::msg)?;
-    let policy = match (args.policy, args.policy_configmap) {
-        (Some(path), _) => Source::File {
-            path,
-            poll: Duration::from_millis(500),
-        },
-        (None, Some(cm)) => Source::config_map(cm).await.map_err(anyhow::Error::msg)?,
-        (None, None) => anyhow::bail!("give --policy or --policy-configmap"),
-    };
+    let policy = Source::from_flags(args.policy, args.policy_configmap)
+        .await
+        .map_err(anyhow::Error::msg)?;
     let config = xmppfed_proxy::ProxyConfig {
         starttls_listen: args.starttls_listen,
         direct_tls_listen: Some(args.direct_tls_listen),

@@ -155,6 +155,16 @@ impl TrustStore {
     }
 
     /// Adds a CA certificate (DER).
+    /// The anchors of a PEM bundle file. Certificates webpki cannot use as anchors (a system
+    /// bundle may hold some) are skipped.
+    pub fn from_pem_bundle(path: &std::path::Path) -> Result<Self, crate::tls::TlsSetupError> {
+        let mut store = Self::new();
+        for ca in crate::tls::load_certs(path)? {
+            let _ = store.add(&ca);
+        }
+        Ok(store)
+    }
+
     pub fn add(&mut self, der: &CertificateDer<'_>) -> Result<(), CertProblem> {
         let anchor = webpki::anchor_from_trusted_cert(der)
             .map_err(|e| CertProblem::Malformed(format!("unusable CA certificate: {e}")))?;
