@@ -24,6 +24,7 @@ use xmppfed_xmpp::conn::{ConnError, Transport, XmppConn};
 use xmppfed_xmpp::element::Element;
 use xmppfed_xmpp::framer::{Frame, FramerLimits};
 use xmppfed_xmpp::inbound::{Action, InboundPolicy, InboundSession, Input};
+use xmppfed_xmpp::link::Receipt;
 use xmppfed_xmpp::outbound::{Negotiated, OutboundSession, Purpose, negotiate};
 use xmppfed_xmpp::stream::{self, CLOSE_STREAM};
 use xmppfed_xmpp::{StreamError, StreamErrorCondition as C, addr, ns};
@@ -263,21 +264,48 @@ const OUT: crate::metrics::DirectionLabels = crate::metrics::DirectionLabels { d
 // ---------------------------------------------------------------------------------------
 // Outbound: one stream per (partner domain, local domain) pair to the internal server.
 
+/// A stanza for the internal server, with the link receipt it carries until written.
+type Queued = (Element, Receipt);
+
 #[derive(Default)]
 pub struct Pool {
-    pairs: Mutex<HashMap<(String, String), mpsc::Sender<Element>>>,
+    pairs: Mutex<HashMap<(String, String), mpsc::Sender<Queued>>>,
+}
+
+impl Pool {
+    /// Streams still open or still delivering their queue (a drain waits for none).
+    pub fn active(&self) -> usize {
+        self.pairs.lock().map(|p| p.len()).unwrap_or(0)
+    }
 }
 
 /// Delivers a stanza for a local user (already policed) to its internal server, or answers
-/// the partner's sender with an error.
+/// the partner's sender with an error. The receipt is dropped once the stanza is written.
 pub fn send(
     shared: &Arc<Shared>,
     stanza: Element,
+    receipt: Receipt,
 ) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + '_>> {
-    Box::pin(send_inner(shared, stanza))
+    Box::pin(send_inner(shared, stanza, receipt))
 }
 
-async fn send_inner(shared: &Arc<Shared>, stanza: Element) {
+/// Refuses a stanza the gateway cannot deliver because it is shutting down — unless it came
+/// over a link, whose sender will deliver it again through another gateway (or this one
+/// restarted) if it is left unacknowledged.
+fn give_back(shared: &Arc<Shared>, stanza: Element, receipt: Receipt) {
+    if receipt.is_tracked() {
+        receipt.abandon();
+    } else {
+        router::refuse_from_partner(
+            shared,
+            &stanza,
+            "remote-server-timeout",
+            "the federation gateway is shutting down",
+        );
+    }
+}
+
+async fn send_inner(shared: &Arc<Shared>, stanza: Element, receipt: Receipt) {
     let pair = match (
         stanza.get_attr("from").map(addr::parse),
         stanza.get_attr("to").map(addr::parse),
@@ -293,14 +321,9 @@ async fn send_inner(shared: &Arc<Shared>, stanza: Element) {
         }
     };
     if shared.shutting_down() {
-        return router::refuse_from_partner(
-            shared,
-            &stanza,
-            "remote-server-timeout",
-            "the federation gateway is shutting down",
-        );
+        return give_back(shared, stanza, receipt);
     }
-    let mut stanza = Some(stanza);
+    let mut stanza = Some((stanza, receipt));
     for _ in 0..2 {
         let tx = {
             let Ok(mut pairs) = shared.pool.pairs.lock() else {
@@ -321,7 +344,7 @@ async fn send_inner(shared: &Arc<Shared>, stanza: Element) {
         let Some(s) = stanza.take() else { return };
         match tx.try_send(s) {
             Ok(()) => return,
-            Err(mpsc::error::TrySendError::Full(s)) => {
+            Err(mpsc::error::TrySendError::Full((s, _receipt))) => {
                 let text = format!(
                     "more than {QUEUE_PER_PAIR} stanzas are waiting for {}",
                     pair.1
@@ -338,7 +361,7 @@ async fn send_inner(shared: &Arc<Shared>, stanza: Element) {
             }
         }
     }
-    if let Some(s) = stanza {
+    if let Some((s, _receipt)) = stanza {
         router::refuse_from_partner(
             shared,
             &s,
@@ -350,11 +373,11 @@ async fn send_inner(shared: &Arc<Shared>, stanza: Element) {
 
 fn drain_and_refuse(
     shared: &Arc<Shared>,
-    rx: &mut mpsc::Receiver<Element>,
+    rx: &mut mpsc::Receiver<Queued>,
     condition: &str,
     text: &str,
 ) {
-    while let Ok(s) = rx.try_recv() {
+    while let Ok((s, _receipt)) = rx.try_recv() {
         router::refuse_from_partner(shared, &s, condition, text);
     }
 }
@@ -363,7 +386,7 @@ async fn run_pair(
     shared: Arc<Shared>,
     local: String,
     remote: String,
-    mut rx: mpsc::Receiver<Element>,
+    mut rx: mpsc::Receiver<Queued>,
 ) {
     let mut failures = 0u32;
     loop {
@@ -392,12 +415,9 @@ async fn run_pair(
                     tracing::info!(%why, "stream to the internal server ended");
                 }
                 if shared.shutting_down() {
-                    drain_and_refuse(
-                        &shared,
-                        &mut rx,
-                        "remote-server-timeout",
-                        "the federation gateway is shutting down",
-                    );
+                    while let Ok((s, receipt)) = rx.try_recv() {
+                        give_back(&shared, s, receipt);
+                    }
                     break;
                 }
                 if rx.is_empty() {
@@ -425,25 +445,30 @@ async fn run_pair(
         pairs.remove(&(local.clone(), remote.clone()));
     }
     rx.close();
-    while let Ok(s) = rx.try_recv() {
-        send(&shared, s).await;
+    while let Ok((s, receipt)) = rx.try_recv() {
+        send(&shared, s, receipt).await;
     }
 }
 
-/// Relays queued stanzas until the stream idles out, fails or the gateway drains.
+/// Relays queued stanzas until the stream idles out, fails or the gateway drains (which
+/// first writes out what is queued).
 async fn established(
     shared: &Arc<Shared>,
     conn: &mut XmppConn,
-    rx: &mut mpsc::Receiver<Element>,
+    rx: &mut mpsc::Receiver<Queued>,
 ) -> Result<(), String> {
     let mut shutdown = shared.shutdown.subscribe();
+    if shared.shutting_down() {
+        // Connected after the drain began: flush at once.
+        shutdown.mark_changed();
+    }
     let mut last_sent = Instant::now();
     loop {
         let limits = shared.policy.current().document().limits.clone();
         let inactivity = Duration::from_secs(limits.stream_inactivity_timeout_seconds);
         tokio::select! {
             next = rx.recv() => {
-                let Some(s) = next else { return Ok(()) };
+                let Some((s, _receipt)) = next else { return Ok(()) };
                 if let Err(e) = conn.send(&s.to_xml_in(ns::SERVER)).await {
                     router::refuse_from_partner(shared, &s, "remote-server-timeout", "the stream to the organisation's server failed");
                     return Err(e.to_string());
@@ -465,6 +490,14 @@ async fn established(
                 return Ok(());
             }
             _ = shutdown.changed() => {
+                // The links stop taking stanzas on the same signal: what is queued now is all
+                // there will be, and it was accepted, so it goes out before the stream closes.
+                while let Ok((s, receipt)) = rx.try_recv() {
+                    if conn.send(&s.to_xml_in(ns::SERVER)).await.is_err() {
+                        give_back(shared, s, receipt);
+                        return Err("the stream failed while draining".into());
+                    }
+                }
                 let err = StreamError::new(C::SystemShutdown, "this federation gateway is shutting down");
                 let _ = conn.close_with(&err).await;
                 return Ok(());

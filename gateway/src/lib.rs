@@ -103,13 +103,17 @@ pub struct RunningGateway {
 }
 
 impl RunningGateway {
-    /// Graceful drain: stop accepting, close streams and links with `<system-shutdown/>`
-    /// (the links first acknowledge what they received), then stop.
+    /// Graceful drain: stop taking stanzas from the proxies, write out what is queued for the
+    /// internal servers, acknowledge it, close streams and links with `<system-shutdown/>`,
+    /// then stop. Whatever is not written by then stays unacknowledged, and the proxies
+    /// deliver it again.
     pub async fn shutdown(self) {
         tracing::info!("draining");
         self.shared.shutdown.send_replace(true);
         let deadline = tokio::time::Instant::now() + self.drain_timeout;
-        while (self.shared.hub.connected() > 0) && tokio::time::Instant::now() < deadline {
+        while (self.shared.hub.connected() > 0 || self.shared.pool.active() > 0)
+            && tokio::time::Instant::now() < deadline
+        {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         for t in &self.tasks {

@@ -124,7 +124,7 @@ async fn run_link(shared: &Arc<Shared>, proxy: SocketAddr) -> Result<(), String>
     let ended = link::relay(
         &mut conn,
         rx,
-        |stanza| router::from_partner(shared, stanza),
+        |stanza, receipt| router::from_partner(shared, stanza, receipt),
         shared.shutdown.subscribe(),
         "the gateway is draining",
     )

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 use xmppfed_policy::CompiledPolicy;
 use xmppfed_xmpp::element::Element;
+use xmppfed_xmpp::link::Receipt;
 use xmppfed_xmpp::{addr, ns, stanza};
 
 pub fn now() -> u64 {
@@ -25,8 +26,9 @@ fn partner_name(policy: &CompiledPolicy, jid: Option<&str>) -> String {
         .unwrap_or_default()
 }
 
-/// A stanza from a partner (through a proxy) for the organisation.
-pub async fn from_partner(shared: &Arc<Shared>, stanza: Element) {
+/// A stanza from a partner (through a proxy) for the organisation. `receipt` is dropped once
+/// the stanza is written to the internal server or refused, which lets the link acknowledge it.
+pub async fn from_partner(shared: &Arc<Shared>, stanza: Element, receipt: Receipt) {
     let policy = shared.policy.current();
     let partner = partner_name(&policy, stanza.get_attr("from"));
     let store = shared.store.clone();
@@ -46,7 +48,7 @@ pub async fn from_partner(shared: &Arc<Shared>, stanza: Element) {
         Verdict::Forward(s) => {
             shared.metrics.stanza("inbound", &partner, "forwarded");
             audit(shared, &policy, "inbound", &s);
-            internal::send(shared, s).await;
+            internal::send(shared, s, receipt).await;
         }
         Verdict::Reject {
             stanza,
@@ -232,7 +234,7 @@ pub async fn bounce_to_internal(
 ) {
     shared.metrics.bounce(condition);
     match stanza::bounce(stanza, condition, text) {
-        Some(reply) => internal::send(shared, reply).await,
+        Some(reply) => internal::send(shared, reply, Receipt::none()).await,
         None => tracing::debug!(
             condition,
             "an error or result could not be delivered; not answered"

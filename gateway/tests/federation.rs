@@ -718,3 +718,188 @@ async fn public_verified_partner_and_policy_scopes() {
         vec!["xmppfed_gateway_denials_total{reason=\"no-access\"} 2".to_string()]
     );
 }
+
+/// The `xmppfed-gateway` binary, run with the same settings as [`start_gateway`] from files.
+struct GatewayProcess {
+    child: std::process::Child,
+}
+
+impl GatewayProcess {
+    fn spawn(lab: &Lab) -> Self {
+        let dir = lab._dir.path();
+        let (cert, key) = lab
+            .pki
+            .write(dir, "gw-s2s", &CertSpec::for_domain("partner.example"));
+        let (link_cert, link_key) =
+            lab.pki
+                .write(dir, "gw-link", &CertSpec::for_domain("gateway.link"));
+        let secret = dir.join("dialback-secret");
+        std::fs::write(&secret, "secret of the gateway").expect("secret");
+        let gw = ip(lab.net, 3);
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_xmppfed-gateway"))
+            .arg("--policy")
+            .arg(&lab.policy_file)
+            .args(["--name", "gateway-0"])
+            .arg("--tls-cert")
+            .arg(&cert)
+            .arg("--tls-key")
+            .arg(&key)
+            .arg("--internal-ca")
+            .arg(&lab.ca)
+            .arg("--dialback-secret")
+            .arg(&secret)
+            .args(["--proxy", &lab.proxy.link_addr.to_string()])
+            .arg("--link-cert")
+            .arg(&link_cert)
+            .arg("--link-key")
+            .arg(&link_key)
+            .arg("--link-ca")
+            .arg(&lab.ca)
+            .args(["--link-server-name", "proxy.link"])
+            .arg("--state")
+            .arg(&lab.state_file)
+            .args(["--s2s-listen", &format!("{gw}:5269")])
+            .args(["--http-listen", &format!("{gw}:0")])
+            .args(["--dns-listen", &format!("{gw}:53")])
+            .args(["--dns-target-host", "gateway.xmppfed.test"])
+            .args(["--dns-target-addr", &gw.to_string()])
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.join("gateway.log")).expect("log"))
+            .spawn()
+            .expect("the gateway binary starts");
+        Self { child }
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = std::process::Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    async fn exited(mut self) {
+        for _ in 0..250 {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("the gateway did not exit");
+    }
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        // A failed assertion must not leave a gateway holding the test's addresses.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits until the proxy has a link from a gateway.
+async fn linked(lab: &Lab) {
+    for _ in 0..250 {
+        if lab.proxy.shared.hub.connected() > 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("no gateway linked to the proxy");
+}
+
+/// Nothing acknowledged is lost across gateway restarts, crash or drain: while alice sends a
+/// steady stream of messages, the gateway process is killed (SIGKILL) and restarted, then
+/// drained (SIGTERM) and restarted. Every message reaches bob, or alice is told it did not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_restarts_while_messages_flow_lose_nothing() {
+    if !c2s_available() {
+        return;
+    }
+    const N: usize = 1000;
+    let mut lab = lab(86, "Federated").await;
+    // From here on the gateway is the real binary, in its own process.
+    lab.gateway.take().expect("running").shutdown().await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let gateway = GatewayProcess::spawn(&lab);
+    linked(&lab).await;
+
+    let mut bob = lab.local("bob", &["sleep:40"]);
+    online(&mut bob, "bob", &lab).await;
+    let alice = lab.alice(&[
+        "send:bob@org.example:first",
+        "sleep:1",
+        &format!("send-many:bob@org.example:{N}:4"),
+        "sleep:8",
+    ]);
+    assert!(
+        bob.line(
+            "MESSAGE from=alice@partner.example type=chat body='first'",
+            WAIT
+        )
+        .await
+        .is_some(),
+        "{:?}\n{}",
+        bob.output,
+        lab.logs()
+    );
+    // About 1.5 s into the stream: crash, and come back at once.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    gateway.signal("-KILL");
+    gateway.exited().await;
+    let gateway = GatewayProcess::spawn(&lab);
+    // A second later: a graceful restart (what Kubernetes does on a rollout).
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    gateway.signal("-TERM");
+    gateway.exited().await;
+    let gateway = GatewayProcess::spawn(&lab);
+    linked(&lab).await;
+
+    let last = format!(
+        "MESSAGE from=alice@partner.example type=chat body='n-{}'",
+        N - 1
+    );
+    let _ = bob.line(&last, Duration::from_secs(30)).await;
+    let alice_out = alice.finish().await;
+    let received: std::collections::HashMap<String, usize> =
+        bob.output.iter().fold(Default::default(), |mut m, l| {
+            if let Some(b) = l
+                .strip_prefix("MESSAGE from=alice@partner.example type=chat body='")
+                .and_then(|r| r.strip_suffix("' condition= text=''"))
+            {
+                *m.entry(b.to_string()).or_default() += 1;
+            }
+            m
+        });
+    let bounced: Vec<&str> = alice_out
+        .lines()
+        .filter(|l| l.starts_with("MESSAGE from=bob@org.example type=error"))
+        .collect();
+    let lost: Vec<String> = (0..N)
+        .map(|i| format!("n-{i}"))
+        .filter(|b| {
+            !received.contains_key(b) && !bounced.iter().any(|l| l.contains(&format!("'{b}'")))
+        })
+        .collect();
+    let duplicates = received.values().filter(|&&c| c > 1).count();
+    eprintln!(
+        "restarts: {} of {N} delivered, {duplicates} twice, {} bounced",
+        received.keys().filter(|b| b.starts_with("n-")).count(),
+        bounced.len()
+    );
+    assert!(
+        lost.is_empty(),
+        "lost without an error to the sender: {lost:?}\nbounced: {bounced:?}\n{}\n{}",
+        log_tail(
+            "gateway",
+            &std::fs::read_to_string(lab._dir.path().join("gateway.log")).unwrap_or_default(),
+            40
+        ),
+        lab.logs()
+    );
+    // The restarts were quick: the proxy held everything for the new gateway.
+    assert!(bounced.is_empty(), "{bounced:?}");
+    gateway.signal("-TERM");
+    gateway.exited().await;
+}

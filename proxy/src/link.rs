@@ -99,7 +99,9 @@ async fn serve(shared: Arc<Shared>, acceptor: TlsAcceptor, tcp: tokio::net::TcpS
     let ended = link::relay(
         &mut conn,
         rx,
-        |stanza| crate::outbound::send(&shared, stanza),
+        // The proxy acknowledges once a stanza is queued for its partner stream (what
+        // that queue cannot deliver is bounced back over a link).
+        |stanza, _receipt| crate::outbound::send(&shared, stanza),
         shared.shutdown.subscribe(),
         "the proxy is draining",
     )

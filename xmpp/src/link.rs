@@ -4,8 +4,9 @@
 //!
 //! The gateway opens the TLS connection and the stream; the proxy answers with features that
 //! name the link protocol. Stanzas then flow both ways, unchanged (full `from`/`to`). Each side
-//! counts the stanzas it has received and sends `<a xmlns='urn:xmppfed:link:0' h='N'/>`;
-//! unacknowledged stanzas are re-sent over another link, or bounced, when a link drops.
+//! counts the stanzas it has *handled* (see [`Receipt`]) and sends
+//! `<a xmlns='urn:xmppfed:link:0' h='N'/>`; unacknowledged stanzas are re-sent over another
+//! link, or bounced, when a link drops.
 //! See `docs/internal-link.md`.
 
 use crate::conn::{ConnError, XmppConn};
@@ -13,11 +14,11 @@ use crate::element::Element;
 use crate::framer::{Frame, StreamHeader};
 use crate::stream;
 use crate::{StreamError, StreamErrorCondition as C, addr, ns, stanza};
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::future::Future;
 use std::hash::{Hash, Hasher};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Notify, mpsc, watch};
 
@@ -57,7 +58,7 @@ pub fn server_header(gateway_name: &str, stream_id: &str) -> String {
     out
 }
 
-/// `<a h='N'/>`: N stanzas received so far.
+/// `<a h='N'/>`: the first N stanzas received have been handled.
 pub fn ack(h: u64) -> String {
     Element::new(NS, "a")
         .attr("h", h.to_string())
@@ -161,6 +162,85 @@ impl LinkHub {
     }
 }
 
+/// Stanzas received on one link that have been handled, counted contiguously from the first:
+/// the value the link may acknowledge.
+#[derive(Default)]
+struct Handled {
+    state: Mutex<HandledState>,
+    /// Woken each time the count crosses a multiple of [`ACK_EVERY`].
+    advanced: Notify,
+}
+
+#[derive(Default)]
+struct HandledState {
+    /// Every stanza numbered below this is handled.
+    watermark: u64,
+    /// Handled stanzas above the watermark (handled out of order: different domain pairs).
+    ahead: BTreeSet<u64>,
+}
+
+impl Handled {
+    fn watermark(&self) -> u64 {
+        self.state.lock().map(|s| s.watermark).unwrap_or(0)
+    }
+
+    fn done(&self, seq: u64) {
+        let Ok(mut guard) = self.state.lock() else {
+            return;
+        };
+        let s = &mut *guard;
+        if seq != s.watermark {
+            s.ahead.insert(seq);
+            return;
+        }
+        let before = s.watermark;
+        s.watermark += 1;
+        while s.ahead.remove(&s.watermark) {
+            s.watermark += 1;
+        }
+        if before / ACK_EVERY != s.watermark / ACK_EVERY {
+            self.advanced.notify_one();
+        }
+    }
+}
+
+/// Travels with a stanza received on a link until the receiver is done with it: written on
+/// to its next hop, or answered with an error. Dropping it marks the stanza handled; the link
+/// acknowledges a stanza only once it and every earlier one are handled, so a receiver that
+/// crashes with stanzas still queued has not acknowledged them and the sender delivers them
+/// again (at-least-once, as XEP-0198).
+pub struct Receipt(Option<(Arc<Handled>, u64)>);
+
+impl Receipt {
+    /// For stanzas that did not arrive on a link.
+    pub fn none() -> Self {
+        Receipt(None)
+    }
+
+    /// Whether the stanza came over a link (whose sender still holds it).
+    pub fn is_tracked(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// Gives the stanza back unacknowledged — the receiver is going away and the sender will
+    /// deliver it again elsewhere. No later stanza of the link is acknowledged either.
+    pub fn abandon(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Receipt {
+    fn drop(&mut self) {
+        if let Some((handled, seq)) = self.0.take() {
+            handled.done(seq);
+        }
+    }
+}
+
+/// How long a draining link waits for its received stanzas to be handled before it sends its
+/// last acknowledgement (what is still unhandled then is delivered again by the other side).
+const DRAIN_HANDLED_WAIT: Duration = Duration::from_secs(1);
+
 /// How a link ended, and the stanzas the other side has not acknowledged (with those still
 /// queued for it): the caller re-delivers or bounces them.
 pub struct LinkEnded {
@@ -171,8 +251,9 @@ pub struct LinkEnded {
 
 /// Relays over an established link until it fails or `shutdown` fires: stanzas from `rx` go
 /// out in batches with at most [`WINDOW`] unacknowledged; received stanzas go to `deliver`
-/// (awaited: a slow receiver slows the link, which is the backpressure) and are acknowledged
-/// every [`ACK_EVERY`] stanzas or 50 ms. Both ends of the link run this.
+/// with a [`Receipt`] (awaited: a slow receiver slows the link, which is the backpressure) and
+/// are acknowledged once handled, every [`ACK_EVERY`] stanzas or 50 ms. Both ends of the link
+/// run this.
 pub async fn relay<F, Fut>(
     conn: &mut XmppConn,
     mut rx: mpsc::Receiver<Element>,
@@ -181,13 +262,14 @@ pub async fn relay<F, Fut>(
     shutdown_text: &str,
 ) -> LinkEnded
 where
-    F: FnMut(Element) -> Fut,
+    F: FnMut(Element, Receipt) -> Fut,
     Fut: Future<Output = ()>,
 {
     let mut unacked: VecDeque<Element> = VecDeque::new();
     let mut acked_total = 0u64;
     let mut sent = 0u64;
     let mut received = 0u64;
+    let handled = Arc::new(Handled::default());
     let mut ack_sent = 0u64;
     let mut tick = tokio::time::interval(Duration::from_millis(50));
     let reason = loop {
@@ -220,11 +302,13 @@ where
                         continue;
                     }
                     if stanza::is_stanza(&e) {
+                        let receipt = Receipt(Some((handled.clone(), received)));
                         received += 1;
-                        deliver(e).await;
-                        if received - ack_sent >= ACK_EVERY {
-                            ack_sent = received;
-                            if conn.send(&ack(received)).await.is_err() {
+                        deliver(e, receipt).await;
+                        let h = handled.watermark();
+                        if h - ack_sent >= ACK_EVERY {
+                            ack_sent = h;
+                            if conn.send(&ack(h)).await.is_err() {
                                 break "ack write failed".into();
                             }
                         }
@@ -240,17 +324,32 @@ where
                     break err;
                 }
             },
+            _ = handled.advanced.notified() => {
+                let h = handled.watermark();
+                if h > ack_sent {
+                    ack_sent = h;
+                    if conn.send(&ack(h)).await.is_err() {
+                        break "ack write failed".into();
+                    }
+                }
+            }
             _ = tick.tick() => {
-                if received > ack_sent {
-                    ack_sent = received;
-                    if conn.send(&ack(received)).await.is_err() {
+                let h = handled.watermark();
+                if h > ack_sent {
+                    ack_sent = h;
+                    if conn.send(&ack(h)).await.is_err() {
                         break "ack write failed".into();
                     }
                 }
             }
             _ = shutdown.changed() => {
-                // Acknowledge what we have so the other side forgets it, then say why.
-                let _ = conn.send(&ack(received)).await;
+                // Acknowledge what has been handled so the other side forgets it (waiting a
+                // little for what is in hand), then say why.
+                let deadline = tokio::time::Instant::now() + DRAIN_HANDLED_WAIT;
+                while handled.watermark() < received && tokio::time::Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                let _ = conn.send(&ack(handled.watermark())).await;
                 let _ = conn.close_with(&StreamError::new(C::SystemShutdown, shutdown_text)).await;
                 break "draining".into();
             }
@@ -289,5 +388,107 @@ mod tests {
             panic!()
         };
         assert_eq!(parse_ack(&a), Some(41));
+    }
+
+    /// Two link ends over loopback TCP, streams opened (plain: the relay does not care).
+    async fn link_pair() -> (XmppConn, XmppConn) {
+        use crate::conn::Transport;
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let a = tokio::net::TcpStream::connect(l.local_addr().unwrap());
+        let (a, b) = tokio::join!(a, l.accept());
+        let limits = FramerLimits::authenticated(65_536);
+        let mut a = XmppConn::new(Transport::Plain(a.unwrap()), limits);
+        let mut b = XmppConn::new(Transport::Plain(b.unwrap().0), limits);
+        a.send(&client_header("gw-0")).await.unwrap();
+        b.send(&server_header("gw-0", "sid")).await.unwrap();
+        for c in [&mut a, &mut b] {
+            assert!(matches!(c.next_frame().await, Ok(Some(Frame::Header(_)))));
+        }
+        assert!(matches!(a.next_frame().await, Ok(Some(Frame::Element(_)))));
+        (a, b)
+    }
+
+    fn stanza(i: usize) -> Element {
+        Element::new(ns::SERVER, "message")
+            .attr("from", "a@partner.example")
+            .attr("to", "b@org.example")
+            .attr("id", i.to_string())
+    }
+
+    /// A receiver that still holds receipts when it goes away has not acknowledged those
+    /// stanzas: the sender gets them back to deliver again.
+    #[tokio::test]
+    async fn stanzas_are_acknowledged_only_once_handled() {
+        let (mut sender, mut receiver) = link_pair().await;
+        let (tx, rx) = mpsc::channel(16);
+        let (_keep_tx, keep_rx) = mpsc::channel::<Element>(1);
+        let (stop_sender, stop_sender_rx) = watch::channel(false);
+        let (stop_receiver, stop_receiver_rx) = watch::channel(false);
+        let held = Arc::new(Mutex::new(Vec::new()));
+        let sending = tokio::spawn(async move {
+            relay(&mut sender, rx, |_, _| async {}, stop_sender_rx, "bye").await
+        });
+        let holder = held.clone();
+        let receiving = tokio::spawn(async move {
+            // Stanzas 0..3 are handled at once; 3..6 stay in hand.
+            relay(
+                &mut receiver,
+                keep_rx,
+                move |s: Element, r: Receipt| {
+                    if s.get_attr("id").is_some_and(|i| i >= "3") {
+                        holder.lock().unwrap().push(r);
+                    }
+                    async {}
+                },
+                stop_receiver_rx,
+                "bye",
+            )
+            .await
+        });
+        for i in 0..6 {
+            tx.send(stanza(i)).await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(held.lock().unwrap().len(), 3);
+        // One of the held stanzas is handled, but 3 (before it) is not: still no ack for it.
+        drop(held.lock().unwrap().remove(1));
+        stop_receiver.send_replace(true);
+        let ended = receiving.await.unwrap();
+        assert_eq!(ended.reason, "draining");
+        let ended = sending.await.unwrap();
+        drop(stop_sender);
+        let back: Vec<_> = ended
+            .unacked
+            .iter()
+            .filter_map(|s| s.get_attr("id").map(str::to_string))
+            .collect();
+        assert_eq!(back, ["3", "4", "5"], "{}", ended.reason);
+    }
+
+    fn receipt(h: &Arc<Handled>, seq: u64) -> Receipt {
+        Receipt(Some((h.clone(), seq)))
+    }
+
+    #[test]
+    fn only_contiguously_handled_stanzas_count() {
+        let h = Arc::new(Handled::default());
+        let (r0, r1, r2) = (receipt(&h, 0), receipt(&h, 1), receipt(&h, 2));
+        drop(r2);
+        assert_eq!(h.watermark(), 0, "stanza 2 is handled but 0 and 1 are not");
+        drop(r0);
+        assert_eq!(h.watermark(), 1);
+        drop(r1);
+        assert_eq!(h.watermark(), 3, "1 completes the run up to 2");
+    }
+
+    #[test]
+    fn abandoned_stanzas_are_never_acknowledged() {
+        let h = Arc::new(Handled::default());
+        let (r0, r1) = (receipt(&h, 0), receipt(&h, 1));
+        r0.abandon();
+        drop(r1);
+        assert_eq!(h.watermark(), 0);
+        drop(Receipt::none());
+        assert_eq!(h.watermark(), 0);
     }
 }
