@@ -12,6 +12,7 @@ use xmppfed_xmpp::element::Element;
 use xmppfed_xmpp::identity::TrustStore;
 use xmppfed_xmpp::tls::Identity;
 
+pub mod c2s;
 pub mod servers;
 
 pub fn init_tracing() {
