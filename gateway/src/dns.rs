@@ -188,8 +188,35 @@ async fn forward(upstream: SocketAddr, packet: &[u8]) -> Option<Vec<u8>> {
     Some(buf)
 }
 
+/// The first `nameserver` of a resolv.conf (port 53): the cluster DNS inside a pod, which
+/// `--dns-upstream auto` forwards every non-partner question to.
+pub fn nameserver_from_resolv_conf(text: &str) -> Option<SocketAddr> {
+    text.lines().find_map(|line| {
+        let mut words = line.split_whitespace();
+        (words.next() == Some("nameserver"))
+            .then(|| words.next())
+            .flatten()
+            .and_then(|a| a.parse::<IpAddr>().ok())
+            .map(|ip| SocketAddr::new(ip, 53))
+    })
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_first_nameserver_of_resolv_conf_is_the_upstream() {
+        let conf = "# generated\nsearch xmpp.svc.cluster.local svc.cluster.local\nnameserver 10.96.0.10\nnameserver 10.96.0.11\noptions ndots:5\n";
+        assert_eq!(
+            nameserver_from_resolv_conf(conf),
+            Some("10.96.0.10:53".parse().unwrap())
+        );
+        assert_eq!(
+            nameserver_from_resolv_conf("nameserver fe80::1%eth0\n"),
+            None
+        );
+        assert_eq!(nameserver_from_resolv_conf(""), None);
+    }
+
     use super::*;
     use crate::testpolicy::policy_with_partner;
 

@@ -90,9 +90,10 @@ struct Args {
     /// Port in the SRV answers; defaults to the --s2s-listen port.
     #[arg(long)]
     dns_port: Option<u16>,
-    /// Resolver for every other question (e.g. the cluster DNS).
+    /// Resolver for every other question: `host:port`, or `auto` for the first nameserver of
+    /// /etc/resolv.conf (the cluster DNS in a pod). Without it, other questions are REFUSED.
     #[arg(long)]
-    dns_upstream: Option<SocketAddr>,
+    dns_upstream: Option<String>,
     /// Log as JSON lines.
     #[arg(long, env = "XMPPFED_LOG_JSON")]
     log_json: bool,
@@ -108,12 +109,27 @@ async fn main() -> anyhow::Result<()> {
         .await
         .map_err(anyhow::Error::msg)?;
     let store = RedbStore::open(&args.state).map_err(anyhow::Error::msg)?;
+    let upstream = match args.dns_upstream.as_deref() {
+        None => None,
+        Some("auto") => {
+            let conf = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+            Some(
+                xmppfed_gateway::dns::nameserver_from_resolv_conf(&conf).ok_or_else(|| {
+                    anyhow::anyhow!("--dns-upstream auto: /etc/resolv.conf names no nameserver")
+                })?,
+            )
+        }
+        Some(a) => Some(
+            a.parse::<SocketAddr>()
+                .map_err(|e| anyhow::anyhow!("--dns-upstream {a}: not host:port or auto ({e})"))?,
+        ),
+    };
     let dns = args.dns_listen.map(|listen| DnsConfig {
         listen,
         target_host: args.dns_target_host.clone(),
         target_addrs: args.dns_target_addrs.clone(),
         port: args.dns_port.unwrap_or(args.s2s_listen.port()),
-        upstream: args.dns_upstream,
+        upstream,
     });
     let config = xmppfed_gateway::GatewayConfig {
         name: args.name,

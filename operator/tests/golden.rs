@@ -1,0 +1,294 @@
+//! Golden tests of every object the operator builds, from the `examples/` manifests users
+//! apply. The YAML files in `tests/golden/` are reviewed like code; regenerate them after an
+//! intended change with `UPDATE_GOLDEN=1 cargo test -p xmppfed-operator --test golden` and
+//! read the diff.
+
+use serde_json::Value;
+use std::path::Path;
+use xmppfed_api::compile::compile;
+use xmppfed_api::schema_check::prune_and_validate;
+use xmppfed_api::v1alpha1::{ExternalAccessPolicy, XmppAllowedPartner, XmppFederation};
+use xmppfed_operator::build::{Desired, Inputs, Observed, Settings, build, dialback_secret};
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+fn examples() -> (
+    XmppFederation,
+    Vec<XmppAllowedPartner>,
+    Vec<ExternalAccessPolicy>,
+) {
+    let mut fed = None;
+    let (mut partners, mut policies) = (Vec::new(), Vec::new());
+    for file in ["federation.yaml", "partners.yaml", "access-policies.yaml"] {
+        let text = std::fs::read_to_string(Path::new(ROOT).join("../examples").join(file))
+            .expect("example");
+        for doc in serde_saphyr::from_multiple::<Value>(&text).expect("YAML") {
+            match doc["kind"].as_str() {
+                Some("XmppFederation") => fed = Some(serde_json::from_value(doc).expect("fed")),
+                Some("XmppAllowedPartner") => {
+                    partners.push(serde_json::from_value(doc).expect("partner"))
+                }
+                Some("ExternalAccessPolicy") => {
+                    policies.push(serde_json::from_value(doc).expect("policy"))
+                }
+                _ => {}
+            }
+        }
+    }
+    let mut fed: XmppFederation = fed.expect("a federation in examples/");
+    // As the API server would have set it (owner references need it).
+    fed.metadata.uid = Some("6f1c3c1e-0000-4000-8000-000000000001".into());
+    (fed, partners, policies)
+}
+
+fn settings() -> Settings {
+    Settings {
+        image: "ghcr.io/xmppfed/xmppfed:golden".into(),
+        ..Settings::default()
+    }
+}
+
+fn built(fed: &XmppFederation, observed: &Observed) -> Desired {
+    let (_, partners, policies) = examples();
+    let compiled = compile(fed, &partners, &policies).expect("examples compile");
+    let settings = settings();
+    let inputs = Inputs {
+        federation: fed,
+        policy: &compiled.document,
+        settings: &settings,
+        observed,
+    };
+    let mut desired = build(&inputs);
+    desired
+        .objects
+        .extend(dialback_secret(&inputs, "golden-dialback-secret"));
+    desired
+}
+
+fn check_golden(name: &str, desired: &Desired) {
+    let path = Path::new(ROOT)
+        .join("tests/golden")
+        .join(format!("{name}.yaml"));
+    let yaml = desired.to_yaml();
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, &yaml).expect("write golden");
+        return;
+    }
+    let want = std::fs::read_to_string(&path).unwrap_or_default();
+    if want != yaml {
+        let first = want
+            .lines()
+            .zip(yaml.lines())
+            .position(|(a, b)| a != b)
+            .unwrap_or(want.lines().count().min(yaml.lines().count()));
+        panic!(
+            "{} differs from the built objects from line {}:\n  golden: {:?}\n  built:  {:?}\n(UPDATE_GOLDEN=1 to accept the new output, then review the diff)",
+            path.display(),
+            first + 1,
+            want.lines().nth(first),
+            yaml.lines().nth(first)
+        );
+    }
+}
+
+fn full() -> Observed {
+    Observed {
+        cert_manager: true,
+        external_dns: true,
+        load_balancer: vec!["203.0.113.10".into(), "2001:db8::10".into()],
+    }
+}
+
+#[test]
+fn examples_with_cert_manager_and_external_dns() {
+    let (fed, _, _) = examples();
+    check_golden("contoso", &built(&fed, &full()));
+}
+
+/// Neither cert-manager nor external-dns installed: the user's certificate Secret and
+/// dialback Secret, no DNS records.
+#[test]
+fn examples_without_optional_crds() {
+    let (mut fed, _, _) = examples();
+    fed.spec.tls.issuer_ref = None;
+    fed.spec.tls.secret_name = Some("contoso-edge-cert".into());
+    fed.spec.dialback.secret_ref = Some(
+        serde_json::from_value(serde_json::json!({"name": "contoso-dialback-own", "key": "pass"}))
+            .expect("ref"),
+    );
+    fed.spec.dns.provider = xmppfed_api::v1alpha1::DnsProvider::None;
+    let desired = built(&fed, &Observed::default());
+    assert!(desired.objects.iter().all(|o| o.kind != "Certificate"
+        && o.kind != "DNSEndpoint"
+        && o.name != "contoso-dialback"));
+    check_golden("contoso-minimal", &desired);
+}
+
+#[test]
+fn builds_are_deterministic() {
+    let (fed, _, _) = examples();
+    assert_eq!(built(&fed, &full()), built(&fed, &full()));
+}
+
+/// Every object has an owner reference to the federation and the standard labels, so it is
+/// garbage-collected with it and found again by the orphan sweep.
+#[test]
+fn every_object_is_owned_and_labelled() {
+    let (fed, _, _) = examples();
+    for o in built(&fed, &full()).objects {
+        let meta = &o.value["metadata"];
+        assert_eq!(meta["namespace"], "xmpp", "{} {}", o.kind, o.name);
+        let owner = &meta["ownerReferences"][0];
+        assert_eq!(owner["kind"], "XmppFederation", "{} {}", o.kind, o.name);
+        assert_eq!(owner["controller"], true);
+        let labels = &meta["labels"];
+        assert_eq!(labels["app.kubernetes.io/managed-by"], "xmppfed-operator");
+        assert_eq!(labels["app.kubernetes.io/instance"], "contoso");
+    }
+}
+
+fn upstream_schema(file: &str) -> Value {
+    let text = std::fs::read_to_string(Path::new(ROOT).join("tests/upstream-crds").join(file))
+        .expect("upstream CRD");
+    let crd: Value = serde_saphyr::from_str(&text).expect("CRD YAML");
+    let versions = crd["spec"]["versions"].as_array().expect("versions");
+    let served = versions
+        .iter()
+        .find(|v| v["storage"] == true)
+        .expect("storage version");
+    served["schema"]["openAPIV3Schema"].clone()
+}
+
+/// The cert-manager and external-dns objects are valid against those projects' published
+/// CRDs (unknown fields, types, enums, required fields, patterns).
+#[test]
+fn optional_crd_objects_match_the_upstream_schemas() {
+    let (fed, _, _) = examples();
+    let schemas = [
+        (
+            "Certificate",
+            upstream_schema("cert-manager.io_certificates.yaml"),
+        ),
+        ("Issuer", upstream_schema("cert-manager.io_issuers.yaml")),
+        (
+            "DNSEndpoint",
+            upstream_schema("externaldns.k8s.io_dnsendpoints.yaml"),
+        ),
+    ];
+    let mut checked = 0;
+    for o in built(&fed, &full()).objects {
+        let Some((_, schema)) = schemas.iter().find(|(k, _)| *k == o.kind) else {
+            continue;
+        };
+        let mut value = o.value.clone();
+        // The API server validates ObjectMeta itself, not through the CRD schema.
+        if let Some(v) = value.as_object_mut() {
+            v.remove("metadata");
+        }
+        let violations = prune_and_validate(schema, &mut value, "");
+        assert!(
+            violations.is_empty(),
+            "{} {}: {violations:?}",
+            o.kind,
+            o.name
+        );
+        checked += 1;
+    }
+    assert_eq!(
+        checked, 7,
+        "edge + link CA + 2 link certificates, 2 issuers, 1 DNSEndpoint"
+    );
+}
+
+#[test]
+fn srv_records_end_with_a_dot_and_carry_priority_weight_and_port() {
+    let (fed, _, _) = examples();
+    let desired = built(&fed, &full());
+    let dns = desired
+        .find("DNSEndpoint", "contoso-dns")
+        .expect("DNSEndpoint");
+    let endpoints = dns.value["spec"]["endpoints"]
+        .as_array()
+        .expect("endpoints");
+    let target = |name: &str| {
+        endpoints
+            .iter()
+            .find(|e| e["dnsName"] == name)
+            .map(|e| e["targets"][0].clone())
+    };
+    assert_eq!(
+        target("_xmpp-server._tcp.contoso.com"),
+        Some("0 5 5269 xmpp.contoso.com.".into())
+    );
+    assert_eq!(
+        target("_xmpps-server._tcp.contoso.net"),
+        Some("0 5 5270 xmpp.contoso.com.".into())
+    );
+    let a = endpoints
+        .iter()
+        .find(|e| e["recordType"] == "A")
+        .expect("A");
+    assert_eq!(a["targets"], serde_json::json!(["203.0.113.10"]));
+    let aaaa = endpoints
+        .iter()
+        .find(|e| e["recordType"] == "AAAA")
+        .expect("AAAA");
+    assert_eq!(aaaa["targets"], serde_json::json!(["2001:db8::10"]));
+}
+
+/// Pod Security "restricted" for both pods: non-root, no privilege escalation, all
+/// capabilities dropped, RuntimeDefault seccomp, read-only root.
+#[test]
+fn pods_meet_pod_security_restricted() {
+    let (fed, _, _) = examples();
+    let desired = built(&fed, &full());
+    for (kind, name) in [
+        ("Deployment", "contoso-proxy"),
+        ("StatefulSet", "contoso-gateway"),
+    ] {
+        let o = desired.find(kind, name).expect("workload");
+        let pod = &o.value["spec"]["template"]["spec"];
+        assert_eq!(pod["securityContext"]["runAsNonRoot"], true, "{kind}");
+        assert_eq!(
+            pod["securityContext"]["seccompProfile"]["type"],
+            "RuntimeDefault"
+        );
+        for c in pod["containers"].as_array().expect("containers") {
+            let sc = &c["securityContext"];
+            assert_eq!(sc["allowPrivilegeEscalation"], false, "{kind}");
+            assert_eq!(sc["capabilities"]["drop"], serde_json::json!(["ALL"]));
+            assert_eq!(sc["readOnlyRootFilesystem"], true);
+            assert!(sc["capabilities"]["add"].is_null());
+            assert!(
+                c["ports"]
+                    .as_array()
+                    .expect("ports")
+                    .iter()
+                    .all(|p| p["containerPort"].as_i64() >= Some(1024)),
+                "{kind}: no privileged ports without NET_BIND_SERVICE"
+            );
+        }
+        for v in pod["volumes"].as_array().expect("volumes") {
+            assert!(v["hostPath"].is_null(), "{kind}: no hostPath");
+        }
+    }
+}
+
+/// Each pod may read its policy ConfigMap, by name, and nothing else.
+#[test]
+fn roles_grant_only_the_policy_config_map() {
+    let (fed, _, _) = examples();
+    let desired = built(&fed, &full());
+    for name in ["contoso-proxy", "contoso-gateway"] {
+        let role = desired.find("Role", name).expect("role");
+        assert_eq!(
+            role.value["rules"],
+            serde_json::json!([{
+                "apiGroups": [""],
+                "resources": ["configmaps"],
+                "resourceNames": ["contoso-policy"],
+                "verbs": ["get", "list", "watch"],
+            }])
+        );
+    }
+}
