@@ -13,6 +13,7 @@ use xmppfed_xmpp::identity::TrustStore;
 use xmppfed_xmpp::tls::Identity;
 
 pub mod c2s;
+pub mod operator_args;
 pub mod servers;
 
 pub fn init_tracing() {
