@@ -20,7 +20,7 @@ use tokio::time::{Instant, sleep_until, timeout};
 use tracing::Instrument;
 use xmppfed_policy::document::InternalServer;
 use xmppfed_policy::{CompiledPolicy, Negotiation, NegotiationSettings};
-use xmppfed_xmpp::conn::{ConnError, Transport, XmppConn};
+use xmppfed_xmpp::conn::{BATCH_BYTES, ConnError, Transport, XmppConn};
 use xmppfed_xmpp::element::Element;
 use xmppfed_xmpp::framer::{Frame, FramerLimits};
 use xmppfed_xmpp::inbound::{Action, InboundPolicy, InboundSession, Input};
@@ -31,8 +31,6 @@ use xmppfed_xmpp::{StreamError, StreamErrorCondition as C, addr, ns};
 
 /// Stanzas waiting per domain pair while its stream to the internal server opens.
 pub const QUEUE_PER_PAIR: usize = 1024;
-/// Bytes written to an internal stream in one go at most.
-const BATCH_BYTES: usize = 64 * 1024;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const ATTEMPTS: u32 = 3;
 
@@ -452,6 +450,24 @@ async fn run_pair(
     }
 }
 
+/// Writes `first` and whatever else is already queued in one write. Their receipts are
+/// dropped (the link acknowledges them) once the write succeeded; on failure the stanzas come
+/// back with the error.
+async fn write_batch(
+    conn: &mut XmppConn,
+    first: Queued,
+    rx: &mut mpsc::Receiver<Queued>,
+) -> Result<(), (Vec<Queued>, std::io::Error)> {
+    let mut batch = first.0.to_xml_in(ns::SERVER);
+    let mut written = vec![first];
+    while batch.len() < BATCH_BYTES {
+        let Ok(next) = rx.try_recv() else { break };
+        next.0.write_to(&mut batch, ns::SERVER);
+        written.push(next);
+    }
+    conn.send(&batch).await.map_err(|e| (written, e))
+}
+
 /// Relays queued stanzas until the stream idles out, fails or the gateway drains (which
 /// first writes out what is queued).
 async fn established(
@@ -471,17 +487,8 @@ async fn established(
         tokio::select! {
             next = rx.recv() => {
                 let Some(first) = next else { return Ok(()) };
-                // What else is queued goes in the same write: one TLS record and one syscall
-                // per burst. Receipts are dropped (acknowledged) once the write succeeded.
-                let mut batch = first.0.to_xml_in(ns::SERVER);
-                let mut written = vec![first];
-                while batch.len() < BATCH_BYTES {
-                    let Ok(next) = rx.try_recv() else { break };
-                    next.0.write_to(&mut batch, ns::SERVER);
-                    written.push(next);
-                }
-                if let Err(e) = conn.send(&batch).await {
-                    for (s, _receipt) in written {
+                if let Err((unwritten, e)) = write_batch(conn, first, rx).await {
+                    for (s, _receipt) in unwritten {
                         router::refuse_from_partner(shared, &s, "remote-server-timeout", "the stream to the organisation's server failed");
                     }
                     return Err(e.to_string());
@@ -505,9 +512,11 @@ async fn established(
             _ = shutdown.changed() => {
                 // The links stop taking stanzas on the same signal: what is queued now is all
                 // there will be, and it was accepted, so it goes out before the stream closes.
-                while let Ok((s, receipt)) = rx.try_recv() {
-                    if conn.send(&s.to_xml_in(ns::SERVER)).await.is_err() {
-                        give_back(shared, s, receipt);
+                while let Ok(first) = rx.try_recv() {
+                    if let Err((unwritten, _)) = write_batch(conn, first, rx).await {
+                        for (s, receipt) in unwritten {
+                            give_back(shared, s, receipt);
+                        }
                         return Err("the stream failed while draining".into());
                     }
                 }

@@ -103,6 +103,10 @@ pub enum ConnError {
     Protocol(String),
 }
 
+/// Bytes of queued stanzas a relay writes in one go at most (one TLS record and one syscall
+/// per burst instead of one per stanza).
+pub const BATCH_BYTES: usize = 64 * 1024;
+
 /// A framed XMPP stream.
 pub struct XmppConn {
     transport: Option<Transport>,

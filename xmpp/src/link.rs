@@ -9,7 +9,7 @@
 //! link, or bounced, when a link drops.
 //! See `docs/internal-link.md`.
 
-use crate::conn::{ConnError, XmppConn};
+use crate::conn::{BATCH_BYTES, ConnError, XmppConn};
 use crate::element::Element;
 use crate::framer::{Frame, StreamHeader};
 use crate::stream;
@@ -74,8 +74,6 @@ pub fn parse_ack(e: &Element) -> Option<u64> {
     }
 }
 
-/// Bytes written to a link in one go at most.
-const BATCH_BYTES: usize = 64 * 1024;
 /// Stanzas waiting for a link's writer.
 pub const LINK_QUEUE: usize = 256;
 
@@ -241,6 +239,22 @@ impl Drop for Receipt {
 /// last acknowledgement (what is still unhandled then is delivered again by the other side).
 const DRAIN_HANDLED_WAIT: Duration = Duration::from_secs(1);
 
+/// Acknowledges what has been handled, once that is at least `at_least` more than the last
+/// acknowledgement.
+async fn acknowledge(
+    conn: &mut XmppConn,
+    handled: &Handled,
+    ack_sent: &mut u64,
+    at_least: u64,
+) -> std::io::Result<()> {
+    let h = handled.watermark();
+    if h >= *ack_sent + at_least {
+        *ack_sent = h;
+        conn.send(&ack(h)).await?;
+    }
+    Ok(())
+}
+
 /// How a link ended, and the stanzas the other side has not acknowledged (with those still
 /// queued for it): the caller re-delivers or bounces them.
 pub struct LinkEnded {
@@ -305,12 +319,8 @@ where
                         let receipt = Receipt(Some((handled.clone(), received)));
                         received += 1;
                         deliver(e, receipt).await;
-                        let h = handled.watermark();
-                        if h - ack_sent >= ACK_EVERY {
-                            ack_sent = h;
-                            if conn.send(&ack(h)).await.is_err() {
-                                break "ack write failed".into();
-                            }
+                        if acknowledge(conn, &handled, &mut ack_sent, ACK_EVERY).await.is_err() {
+                            break "ack write failed".into();
                         }
                     }
                 }
@@ -325,21 +335,13 @@ where
                 }
             },
             _ = handled.advanced.notified() => {
-                let h = handled.watermark();
-                if h > ack_sent {
-                    ack_sent = h;
-                    if conn.send(&ack(h)).await.is_err() {
-                        break "ack write failed".into();
-                    }
+                if acknowledge(conn, &handled, &mut ack_sent, 1).await.is_err() {
+                    break "ack write failed".into();
                 }
             }
             _ = tick.tick() => {
-                let h = handled.watermark();
-                if h > ack_sent {
-                    ack_sent = h;
-                    if conn.send(&ack(h)).await.is_err() {
-                        break "ack write failed".into();
-                    }
+                if acknowledge(conn, &handled, &mut ack_sent, 1).await.is_err() {
+                    break "ack write failed".into();
                 }
             }
             _ = shutdown.changed() => {
