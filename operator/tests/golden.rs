@@ -58,7 +58,7 @@ fn built(fed: &XmppFederation, observed: &Observed) -> Desired {
         settings: &settings,
         observed,
     };
-    let mut desired = build(&inputs);
+    let mut desired = build(&inputs).expect("the examples fit in a ConfigMap");
     desired
         .objects
         .extend(dialback_secret(&inputs, "golden-dialback-secret"));

@@ -20,6 +20,7 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use xmppfed_api::v1alpha1::XmppFederation;
 use xmppfed_policy::PolicyDocument;
+use xmppfed_policy::codec::EncodeError;
 
 /// How the operator itself is configured (flags / Helm values), not per federation.
 #[derive(Debug, Clone, PartialEq)]
@@ -159,9 +160,10 @@ impl Inputs<'_> {
 }
 
 /// Every object for one federation except the generated dialback Secret, which is created
-/// once and never re-applied (see [`dialback_secret`]).
-pub fn build(inputs: &Inputs) -> Desired {
-    let mut objects = vec![policy::config_map(inputs)];
+/// once and never re-applied (see [`dialback_secret`]). Fails only when the policy document
+/// cannot be put in a ConfigMap.
+pub fn build(inputs: &Inputs) -> Result<Desired, EncodeError> {
+    let mut objects = vec![policy::config_map(inputs)?];
     if inputs.observed.cert_manager {
         objects.extend(certificates::build(inputs));
     }
@@ -171,7 +173,7 @@ pub fn build(inputs: &Inputs) -> Desired {
     if inputs.observed.external_dns {
         objects.extend(dns::build(inputs));
     }
-    Desired { objects }
+    Ok(Desired { objects })
 }
 
 /// Labels of `component` for the federation being built, as the object's selector map.

@@ -3,21 +3,23 @@
 use super::{Inputs, Object};
 use crate::labels::Component;
 use base64::Engine;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::core::v1::Secret;
 use std::collections::BTreeMap;
+use xmppfed_policy::codec::EncodeError;
 
 /// Key of the generated dialback secret.
 pub const DIALBACK_KEY: &str = "secret";
 
-pub(super) fn config_map(inputs: &Inputs) -> Object {
+/// Fails when the document cannot be encoded (e.g. larger than a ConfigMap holds): an
+/// empty ConfigMap must never replace the last good policy.
+pub(super) fn config_map(inputs: &Inputs) -> Result<Object, EncodeError> {
     let names = inputs.names();
     let mut cm =
-        xmppfed_api::configmap::to_config_map(inputs.policy, &names.policy(), &names.namespace)
-            .unwrap_or_else(|_| ConfigMap::default());
+        xmppfed_api::configmap::to_config_map(inputs.policy, &names.policy(), &names.namespace)?;
     let annotations = cm.metadata.annotations.take();
     cm.metadata = inputs.meta(names.policy(), Component::Policy);
     cm.metadata.annotations = annotations;
-    Object::from_typed(&cm)
+    Ok(Object::from_typed(&cm))
 }
 
 /// A fresh dialback secret: 32 random bytes from the system RNG, base64url. Called once, when
