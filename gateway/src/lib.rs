@@ -201,6 +201,7 @@ fn respond(shared: &Shared, path: &str) -> Reply {
     match path {
         "/healthz" => (StatusCode::OK, "text/plain", "ok\n".to_string()),
         "/readyz" => readiness(shared),
+        "/policy-version" => health::policy_version(&shared.policy),
         "/metrics" => (StatusCode::OK, OPENMETRICS, shared.metrics.encode()),
         _ => health::not_found(),
     }

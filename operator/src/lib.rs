@@ -7,6 +7,11 @@
 //! [`build`] desired objects (pure, golden-tested) → server-side apply with one field manager →
 //! delete orphans by label → status.
 
+pub mod apply;
 pub mod build;
+pub mod controller;
 pub mod labels;
+pub mod metrics;
 pub mod names;
+pub mod reconcile;
+pub mod status;

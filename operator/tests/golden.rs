@@ -7,46 +7,12 @@ use serde_json::Value;
 use std::path::Path;
 use xmppfed_api::compile::compile;
 use xmppfed_api::schema_check::prune_and_validate;
-use xmppfed_api::v1alpha1::{ExternalAccessPolicy, XmppAllowedPartner, XmppFederation};
-use xmppfed_operator::build::{Desired, Inputs, Observed, Settings, build, dialback_secret};
+use xmppfed_api::v1alpha1::XmppFederation;
+use xmppfed_operator::build::{Desired, Inputs, Observed, build, dialback_secret};
 
-const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+mod support;
 
-fn examples() -> (
-    XmppFederation,
-    Vec<XmppAllowedPartner>,
-    Vec<ExternalAccessPolicy>,
-) {
-    let mut fed = None;
-    let (mut partners, mut policies) = (Vec::new(), Vec::new());
-    for file in ["federation.yaml", "partners.yaml", "access-policies.yaml"] {
-        let text = std::fs::read_to_string(Path::new(ROOT).join("../examples").join(file))
-            .expect("example");
-        for doc in serde_saphyr::from_multiple::<Value>(&text).expect("YAML") {
-            match doc["kind"].as_str() {
-                Some("XmppFederation") => fed = Some(serde_json::from_value(doc).expect("fed")),
-                Some("XmppAllowedPartner") => {
-                    partners.push(serde_json::from_value(doc).expect("partner"))
-                }
-                Some("ExternalAccessPolicy") => {
-                    policies.push(serde_json::from_value(doc).expect("policy"))
-                }
-                _ => {}
-            }
-        }
-    }
-    let mut fed: XmppFederation = fed.expect("a federation in examples/");
-    // As the API server would have set it (owner references need it).
-    fed.metadata.uid = Some("6f1c3c1e-0000-4000-8000-000000000001".into());
-    (fed, partners, policies)
-}
-
-fn settings() -> Settings {
-    Settings {
-        image: "ghcr.io/xmppfed/xmppfed:golden".into(),
-        ..Settings::default()
-    }
-}
+use support::{ROOT, examples, settings};
 
 fn built(fed: &XmppFederation, observed: &Observed) -> Desired {
     let (_, partners, policies) = examples();

@@ -46,3 +46,13 @@ pub async fn serve(listener: TcpListener, respond: Arc<dyn Fn(&str) -> Reply + S
 pub fn not_found() -> Reply {
     (StatusCode::NOT_FOUND, "text/plain", "not found\n".into())
 }
+
+/// `/policy-version`: the version of the policy in force, as plain text. The operator reads it
+/// through the API server's pod proxy to report which version the running pods confirmed.
+pub fn policy_version(policy: &crate::PolicyHolder) -> Reply {
+    (
+        StatusCode::OK,
+        "text/plain",
+        format!("{}\n", policy.status().version),
+    )
+}

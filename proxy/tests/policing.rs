@@ -282,6 +282,9 @@ async fn corrupt_policy_is_refused_and_the_last_good_one_stays() {
     assert!(ready.starts_with("HTTP/1.1 200"), "{ready}");
     assert!(ready.contains("policy refused"), "{ready}");
     assert!(ready.contains(&good), "{ready}");
+    // What the operator reads to report the confirmed version: still the last good one.
+    let version = http_get(edge.proxy.http_addr.unwrap(), "/policy-version").await;
+    assert!(version.ends_with(&format!("\r\n\r\n{good}\n")), "{version}");
     assert!(
         metric(&edge, "policy_reload_failures")
             .iter()

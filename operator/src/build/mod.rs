@@ -180,3 +180,27 @@ pub fn build(inputs: &Inputs) -> Result<Desired, EncodeError> {
 fn selector(inputs: &Inputs, component: Component) -> BTreeMap<String, String> {
     labels::selector(&inputs.names().federation, component)
 }
+
+/// Every (apiVersion, kind) the builders can produce, for finding orphans by label. The
+/// generated dialback Secret is left out on purpose: it is never deleted while the federation
+/// exists (its owner reference removes it with the federation).
+pub fn owned_kinds(observed: &Observed) -> Vec<(&'static str, &'static str)> {
+    let mut kinds = vec![
+        ("v1", "ConfigMap"),
+        ("v1", "ServiceAccount"),
+        ("rbac.authorization.k8s.io/v1", "Role"),
+        ("rbac.authorization.k8s.io/v1", "RoleBinding"),
+        ("v1", "Service"),
+        ("apps/v1", "Deployment"),
+        ("apps/v1", "StatefulSet"),
+        ("policy/v1", "PodDisruptionBudget"),
+    ];
+    if observed.cert_manager {
+        kinds.push(("cert-manager.io/v1", "Issuer"));
+        kinds.push(("cert-manager.io/v1", "Certificate"));
+    }
+    if observed.external_dns {
+        kinds.push(("externaldns.k8s.io/v1alpha1", "DNSEndpoint"));
+    }
+    kinds
+}
