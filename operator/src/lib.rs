@@ -13,5 +13,6 @@ pub mod controller;
 pub mod labels;
 pub mod metrics;
 pub mod names;
+pub mod rbac;
 pub mod reconcile;
 pub mod status;

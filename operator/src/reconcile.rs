@@ -221,20 +221,13 @@ async fn pipeline(federation: &XmppFederation, ctx: &Context) -> Result<Action, 
     let load_balancer = load_balancer_addresses(client, &namespace, &names.edge_service()).await?;
 
     // 2. Validate.
-    let compiled = compile(federation, &partners, &policies);
-    write_member_statuses(
-        ctx,
-        federation,
-        compiled.as_ref().ok(),
-        &namespace,
-        &partners,
-        &policies,
-        &now,
-    )
-    .await?;
-    let compiled = match compiled {
+    let compiled = match compile(federation, &partners, &policies) {
         Ok(c) => c,
         Err(e) => {
+            write_member_statuses(
+                ctx, federation, None, &namespace, &partners, &policies, &now,
+            )
+            .await?;
             // Nothing is applied: the pods keep the last good policy.
             let message = e.to_string();
             let o = unobserved(federation, Err(message.clone()), optional);
@@ -311,7 +304,17 @@ async fn pipeline(federation: &XmppFederation, ctx: &Context) -> Result<Action, 
         .await;
     }
 
-    // 6. Status.
+    // 6. Status: the members' first (they do not wait for the pods), then the federation's.
+    write_member_statuses(
+        ctx,
+        federation,
+        Some(&compiled),
+        &namespace,
+        &partners,
+        &policies,
+        &now,
+    )
+    .await?;
     let certificate = certificate_state(client, federation, &names, &applied, optional).await?;
     let pods = if ctx.confirm_policy {
         pod_policies(client, &namespace, &name).await?

@@ -556,3 +556,69 @@ async fn running_pods_confirm_the_policy_version_through_the_pod_proxy() {
         "pods disagree: nothing confirmed yet"
     );
 }
+
+/// (group, resource, verb) of a request, or None for discovery (allowed to every user).
+fn authorization(call: &Call) -> Option<(String, String, &'static str)> {
+    let segments: Vec<&str> = call.path.trim_matches('/').split('/').collect();
+    let (group, rest) = match segments.as_slice() {
+        ["api", "v1", rest @ ..] => ("", rest),
+        ["apis", group, _version, rest @ ..] => (*group, rest),
+        _ => return None,
+    };
+    let (resource, named, sub) = match rest {
+        ["namespaces", _, resource] => (*resource, false, None),
+        ["namespaces", _, resource, _name] => (*resource, true, None),
+        ["namespaces", _, resource, _name, sub, ..] => (*resource, true, Some(*sub)),
+        _ => return None,
+    };
+    let resource = match sub {
+        Some(sub) => format!("{resource}/{sub}"),
+        None => resource.to_string(),
+    };
+    let verb = match (call.method.as_str(), named) {
+        ("GET", true) => "get",
+        ("GET", false) => "list",
+        ("POST", _) => "create",
+        ("PATCH", _) => "patch",
+        ("PUT", _) => "update",
+        ("DELETE", _) => "delete",
+        _ => return None,
+    };
+    Some((group.to_string(), resource, verb))
+}
+
+#[tokio::test]
+async fn every_request_of_a_reconcile_is_granted_by_the_operators_cluster_role() {
+    use xmppfed_operator::rbac::{CLUSTER_NEEDS, grants};
+    let mut w = world();
+    w.fed.spec.tls.issuer_ref =
+        Some(serde_json::from_value(json!({"name": "letsencrypt"})).unwrap());
+    let (result, calls, _) = run(&w, Some(ALL), true, |c| {
+        c.is("GET", "/api/v1/namespaces/xmpp/pods").then(|| {
+            (200, json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": [{"metadata": {"name": "contoso-proxy-a"}, "status": {"phase": "Running"}}]}))
+        })
+    })
+    .await;
+    assert_eq!(result, Ok(()));
+    let mut checked = 0;
+    for call in &calls {
+        let Some((group, resource, verb)) = authorization(call) else {
+            continue;
+        };
+        assert!(
+            grants(CLUSTER_NEEDS, &group, &resource, verb),
+            "{verb} {group}/{resource} ({} {}) is not in the operator's ClusterRole",
+            call.method,
+            call.path
+        );
+        // An apply may create the object: that needs `create` too.
+        if call.is_apply() && !resource.ends_with("/status") {
+            assert!(
+                grants(CLUSTER_NEEDS, &group, &resource, "create"),
+                "create {group}/{resource}"
+            );
+        }
+        checked += 1;
+    }
+    assert!(checked > 30, "only {checked} requests checked");
+}
