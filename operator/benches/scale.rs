@@ -44,7 +44,7 @@ fn policy(i: usize) -> ExternalAccessPolicy {
         "metadata": {"name": format!("user-{i}"), "namespace": "xmpp", "generation": 1,
                      "creationTimestamp": "2026-01-01T00:00:00Z"},
         "spec": {"scope": "User", "users": [format!("user-{i}@contoso.com")],
-                 "enableFederationAccess": true, "enableXmppAccess": i % 2 == 0},
+                 "enableFederationAccess": true, "enableXmppAccess": i.is_multiple_of(2)},
     }))
     .expect("policy")
 }
@@ -208,7 +208,7 @@ fn main() {
         let mut changes = Vec::new();
         for round in 0..5 {
             let i = round * 997 % PARTNERS;
-            partners[i].spec.partner_type = if round % 2 == 0 {
+            partners[i].spec.partner_type = if round.is_multiple_of(2) {
                 xmppfed_policy::PartnerType::PublicVerified
             } else {
                 xmppfed_policy::PartnerType::Federated
