@@ -2,11 +2,14 @@
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
+use xmppfed::manifests::read_sources;
+use xmppfed::standalone;
 use xmppfed_api::admission::{Admission, Kind};
-use xmppfed_api::validate::{Source, validate_sources};
+use xmppfed_api::validate::validate_sources;
 use xmppfed_api::{compile, crdgen};
 
 #[derive(Parser)]
@@ -14,6 +17,51 @@ use xmppfed_api::{compile, crdgen};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(clap::Args)]
+struct UpArgs {
+    /// Files or directories of manifests.
+    #[arg(short = 'f', long = "filename", required = true)]
+    files: Vec<PathBuf>,
+    /// Which XmppFederation to run (needed when several are given).
+    #[arg(long)]
+    federation: Option<String>,
+    /// Where the compiled policy, generated certificates, dialback secret and contact store live.
+    #[arg(long, default_value = ".xmppfed")]
+    state_dir: PathBuf,
+    /// STARTTLS listener for partners [default: 0.0.0.0 and spec.edge.ports.starttls].
+    #[arg(long)]
+    starttls_listen: Option<SocketAddr>,
+    /// Direct TLS listener for partners [default: 0.0.0.0 and spec.edge.ports.directTls].
+    #[arg(long)]
+    direct_tls_listen: Option<SocketAddr>,
+    /// S2S listener for the internal servers (they reach partner domains here).
+    #[arg(long, default_value = "127.0.0.1:15269")]
+    gateway_listen: SocketAddr,
+    /// /healthz, /readyz, /metrics of the proxy; the gateway's are on the next port.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    http_listen: SocketAddr,
+    /// Answer the internal servers' DNS questions for partner domains here (split horizon).
+    #[arg(long)]
+    dns_listen: Option<SocketAddr>,
+    /// Edge certificate chain (PEM); without it a development CA is generated.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// CA bundle for partner certificates (repeatable) [default: the system bundle].
+    #[arg(long)]
+    peer_ca: Vec<PathBuf>,
+    /// CA bundle for the internal servers' certificates (repeatable) [default: the system bundle].
+    #[arg(long)]
+    internal_ca: Vec<PathBuf>,
+    /// DNS server for partner SRV lookups [default: the system's].
+    #[arg(long)]
+    dns_server: Option<SocketAddr>,
+    /// Log level filter (RUST_LOG syntax).
+    #[arg(long, env = "RUST_LOG", default_value = "warn")]
+    log: String,
 }
 
 #[derive(Subcommand)]
@@ -42,11 +90,10 @@ enum Command {
         #[arg(long)]
         out_dir: Option<PathBuf>,
     },
-    /// Run proxy and gateway in one process from manifests (standalone mode).
-    Up {
-        #[arg(short = 'f', long = "filename")]
-        files: Vec<PathBuf>,
-    },
+    /// Run proxy and gateway in one process from manifests (standalone mode): the same
+    /// XmppFederation, partners and access policies you would `kubectl apply`, watched for
+    /// changes. Ctrl-C drains and stops.
+    Up(Box<UpArgs>),
     /// Diagnose federation with a remote domain step by step.
     Probe { domain: String },
 }
@@ -122,38 +169,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Up { files } => {
-            // Until the proxy and gateway exist, `up` checks and compiles what it would run.
-            if !files.is_empty() {
-                let sources = read_sources(&files)?;
-                let report = validate_sources(&sources, &Admission::new());
-                for p in &report.problems {
-                    println!("{p}");
-                }
-                println!("{}", report.summary(sources.len()));
-                for fed in &report.objects.federations {
-                    if let Ok(c) =
-                        compile::compile(fed, &report.objects.partners, &report.objects.policies)
-                    {
-                        let d = &c.document;
-                        println!(
-                            "federation {}/{}: domains {}, {} partner(s), {} access rule(s), policy {}",
-                            d.federation.namespace,
-                            d.federation.name,
-                            d.served_domains.join(", "),
-                            d.partners.len(),
-                            d.access.rules.len(),
-                            d.version
-                        );
-                    }
-                }
-            }
-            eprintln!(
-                "xmppfed up: standalone mode (running the proxy and gateway from these manifests) is not \
-                 available yet in this build; the manifests above were only validated and compiled."
-            );
-            Ok(ExitCode::from(3))
-        }
+        Command::Up(args) => up(*args),
         Command::Probe { domain } => {
             eprintln!(
                 "xmppfed probe {domain}: federation diagnostics are not available yet in this build."
@@ -163,55 +179,34 @@ fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-/// Read every file named, expanding directories (sorted, recursive) to their manifests.
-fn read_sources(paths: &[PathBuf]) -> Result<Vec<Source>> {
-    let mut sources = Vec::new();
-    for path in paths {
-        if path.as_os_str() == "-" {
-            let mut text = String::new();
-            std::io::stdin()
-                .read_to_string(&mut text)
-                .context("reading standard input")?;
-            sources.push(Source {
-                path: "<stdin>".into(),
-                text,
-            });
-        } else if path.is_dir() {
-            let mut files = Vec::new();
-            collect_manifests(path, &mut files)?;
-            files.sort();
-            for f in files {
-                sources.push(read_file(&f)?);
-            }
-        } else {
-            sources.push(read_file(path)?);
-        }
-    }
-    Ok(sources)
-}
-
-fn read_file(path: &Path) -> Result<Source> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let text = String::from_utf8(bytes)
-        .with_context(|| format!("{} is not UTF-8 text", path.display()))?;
-    Ok(Source {
-        path: path.display().to_string(),
-        text,
-    })
-}
-
-fn collect_manifests(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-    for entry in std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
-        let path = entry?.path();
-        if path.is_dir() {
-            collect_manifests(&path, out)?;
-        } else if path
-            .extension()
-            .and_then(|e| e.to_str())
-            .is_some_and(|e| matches!(e, "yaml" | "yml" | "json"))
-        {
-            out.push(path);
-        }
-    }
-    Ok(())
+fn up(args: UpArgs) -> Result<ExitCode> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(&args.log))
+        .with_writer(std::io::stderr)
+        .init();
+    let options = standalone::Options {
+        files: args.files,
+        federation: args.federation,
+        state_dir: args.state_dir,
+        starttls_listen: args.starttls_listen,
+        direct_tls_listen: args.direct_tls_listen,
+        gateway_listen: args.gateway_listen,
+        http_listen: args.http_listen,
+        dns_listen: args.dns_listen,
+        tls_cert: args.tls_cert,
+        tls_key: args.tls_key,
+        peer_ca: args.peer_ca,
+        internal_ca: args.internal_ca,
+        dns_server: args.dns_server,
+        poll: Duration::from_secs(1),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(standalone::run(
+        options,
+        xmppfed_policy_source::pod::wait_for_termination(),
+    ))?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,4 @@
+//! The `xmppfed` command line's logic: reading manifests, and standalone mode (`up`).
+
+pub mod manifests;
+pub mod standalone;
