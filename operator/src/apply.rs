@@ -94,6 +94,21 @@ pub async fn apply_all(
     Ok(applied)
 }
 
+/// Whether the object exists.
+pub async fn exists(
+    client: &Client,
+    namespace: &str,
+    api_version: &str,
+    kind: &str,
+    name: &str,
+) -> Result<bool, ApiError> {
+    dynamic_api(client, namespace, api_version, kind)
+        .get_metadata_opt(name)
+        .await
+        .map(|o| o.is_some())
+        .map_err(|e| ApiError::new("get", kind, name, e))
+}
+
 /// Creates `secret` unless it exists; never updates it (a generated secret is not rotated
 /// silently). Returns whether it was created.
 pub async fn create_once(
@@ -101,12 +116,23 @@ pub async fn create_once(
     namespace: &str,
     secret: &Object,
 ) -> Result<bool, ApiError> {
-    let api = dynamic_api(client, namespace, &secret.api_version, &secret.kind);
-    match api.get_metadata_opt(&secret.name).await {
-        Ok(Some(_)) => return Ok(false),
-        Ok(None) => {}
-        Err(e) => return Err(ApiError::new("get", &secret.kind, &secret.name, e)),
+    if exists(
+        client,
+        namespace,
+        &secret.api_version,
+        &secret.kind,
+        &secret.name,
+    )
+    .await?
+    {
+        return Ok(false);
     }
+    create(client, namespace, secret).await
+}
+
+/// Creates `secret`; one that appeared meanwhile (409) is kept. Returns whether it was created.
+pub async fn create(client: &Client, namespace: &str, secret: &Object) -> Result<bool, ApiError> {
+    let api = dynamic_api(client, namespace, &secret.api_version, &secret.kind);
     let object: DynamicObject = serde_json::from_value(secret.value.clone()).map_err(|e| {
         ApiError::new(
             "create",

@@ -60,6 +60,10 @@ impl Names {
     pub fn link_gateway(&self) -> String {
         self.with("link-gateway")
     }
+    /// Without cert-manager: the link PKI the operator generates once, in one Secret.
+    pub fn link_generated(&self) -> String {
+        self.with("link")
+    }
     /// The DNSEndpoint with the SRV (and edge A/AAAA) records.
     pub fn dns_endpoint(&self) -> String {
         self.with("dns")

@@ -50,7 +50,7 @@ pub enum Error {
     Api(#[from] ApiError),
     #[error("the policy document cannot be stored: {0}")]
     Encode(String),
-    #[error("no randomness for the dialback secret")]
+    #[error("no randomness for a generated secret or key")]
     Random,
 }
 
@@ -423,6 +423,25 @@ async fn apply_desired(
                 &format!("generated Secret {}", secret.name),
             )
             .await;
+        }
+    }
+    if !inputs.observed.cert_manager {
+        // Key pairs are made only when the Secret is missing.
+        let exists = apply::exists(
+            &ctx.client,
+            namespace,
+            "v1",
+            "Secret",
+            &inputs.names().link_generated(),
+        )
+        .await?;
+        if !exists {
+            let pki = build::generate_link_pki(inputs).map_err(|_| Error::Random)?;
+            if let Some(secret) = build::link_secret(inputs, &pki)
+                && apply::create(&ctx.client, namespace, &secret).await?
+            {
+                publish(ctx, inputs.federation, EventType::Normal, "LinkCertificatesCreated", &format!("generated the internal link's CA and certificates in Secret {} (cert-manager is not installed)", secret.name)).await;
+            }
         }
     }
     Ok(apply::apply_all(&ctx.client, namespace, desired).await?)

@@ -377,10 +377,53 @@ async fn without_cert_manager_and_external_dns_it_says_so_and_keeps_working() {
         condition(s, "DNSPublished")["reason"],
         "ExternalDNSNotInstalled"
     );
-    assert!(calls.iter().any(|c| c.is(
-        "PATCH",
-        "/apis/apps/v1/namespaces/xmpp/deployments/contoso-proxy"
-    )));
+    // The internal link still gets certificates: generated once into one Secret.
+    assert!(
+        calls
+            .iter()
+            .any(|c| c.is("GET", "/api/v1/namespaces/xmpp/secrets/contoso-link"))
+    );
+    let link = calls
+        .iter()
+        .find(|c| c.method == "POST" && c.body["metadata"]["name"] == "contoso-link")
+        .expect("link PKI created");
+    for key in [
+        "ca.crt",
+        "proxy.crt",
+        "proxy.key",
+        "gateway.crt",
+        "gateway.key",
+    ] {
+        assert!(link.body["stringData"][key].is_string(), "{key}");
+    }
+    let proxy = calls
+        .iter()
+        .find(|c| {
+            c.is(
+                "PATCH",
+                "/apis/apps/v1/namespaces/xmpp/deployments/contoso-proxy",
+            )
+        })
+        .expect("proxy applied");
+    let volumes = proxy.body["spec"]["template"]["spec"]["volumes"]
+        .as_array()
+        .expect("volumes");
+    let link_volume = volumes
+        .iter()
+        .find(|v| v["name"] == "link-tls")
+        .expect("link volume");
+    assert_eq!(link_volume["secret"]["secretName"], "contoso-link");
+    let items: Vec<&str> = link_volume["secret"]["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|i| i["key"].as_str())
+        .collect();
+    assert_eq!(
+        items,
+        ["proxy.crt", "proxy.key", "ca.crt"],
+        "the proxy sees only its own key"
+    );
 }
 
 #[tokio::test]

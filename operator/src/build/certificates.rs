@@ -114,16 +114,17 @@ pub(super) fn build(inputs: &Inputs) -> Vec<Object> {
         names.link_ca(),
         json!({"ca": {"secretName": names.link_ca()}}),
     ));
-    for (name, host, usage) in [
+    // The gateway's certificate also serves the internal servers' S2S connections.
+    for (name, host, usages) in [
         (
             names.link_proxy(),
             names.service_host(&names.proxy()),
-            "server auth",
+            vec!["server auth", "digital signature"],
         ),
         (
             names.link_gateway(),
             names.service_host(&names.gateway()),
-            "client auth",
+            vec!["client auth", "server auth", "digital signature"],
         ),
     ] {
         out.push(object(
@@ -134,7 +135,7 @@ pub(super) fn build(inputs: &Inputs) -> Vec<Object> {
                 "secretName": name,
                 "issuerRef": local_issuer(names.link_ca()),
                 "dnsNames": [host],
-                "usages": [usage, "digital signature"],
+                "usages": usages,
                 "privateKey": ecdsa(),
             }),
         ));

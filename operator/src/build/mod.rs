@@ -5,11 +5,13 @@
 
 mod certificates;
 mod dns;
+mod link_pki;
 mod policy;
 mod rbac;
 mod services;
 mod workloads;
 
+pub use link_pki::{LinkPki, generate_link_pki, link_secret};
 pub use policy::{dialback_secret, generate_dialback_value};
 
 use crate::labels::{self, Component};
@@ -182,8 +184,8 @@ fn selector(inputs: &Inputs, component: Component) -> BTreeMap<String, String> {
 }
 
 /// Every (apiVersion, kind) the builders can produce, for finding orphans by label. The
-/// generated dialback Secret is left out on purpose: it is never deleted while the federation
-/// exists (its owner reference removes it with the federation).
+/// generated dialback and link Secrets are left out on purpose: they are never deleted while the
+/// federation exists (their owner reference removes them with the federation).
 pub fn owned_kinds(observed: &Observed) -> Vec<(&'static str, &'static str)> {
     let mut kinds = vec![
         ("v1", "ConfigMap"),

@@ -119,6 +119,23 @@ fn secret_volume(name: &str, secret: &str, items: Option<Vec<(String, String)>>)
     }
 }
 
+/// The link certificate: cert-manager's Secret, or this pod's items of the generated one
+/// (each pod sees only its own key).
+fn link_volume(inputs: &Inputs, cert_manager_secret: &str, role: &str) -> Volume {
+    if inputs.observed.cert_manager {
+        return secret_volume("link-tls", cert_manager_secret, None);
+    }
+    secret_volume(
+        "link-tls",
+        &inputs.names().link_generated(),
+        Some(vec![
+            (format!("{role}.crt"), "tls.crt".into()),
+            (format!("{role}.key"), "tls.key".into()),
+            ("ca.crt".into(), "ca.crt".into()),
+        ]),
+    )
+}
+
 fn mount(name: &str, path: &str) -> VolumeMount {
     VolumeMount {
         name: name.into(),
@@ -255,7 +272,7 @@ fn proxy(inputs: &Inputs) -> Deployment {
     ]);
     let volumes = vec![
         secret_volume("edge-tls", &inputs.edge_tls_secret(), None),
-        secret_volume("link-tls", &names.link_proxy(), None),
+        link_volume(inputs, &names.link_proxy(), "proxy"),
         secret_volume(
             "dialback",
             &dialback_secret,
@@ -384,7 +401,7 @@ fn gateway(inputs: &Inputs) -> StatefulSet {
         },
     ];
     let mut volumes = vec![
-        secret_volume("link-tls", &names.link_gateway(), None),
+        link_volume(inputs, &names.link_gateway(), "gateway"),
         secret_volume(
             "dialback",
             &dialback_secret,
