@@ -65,46 +65,31 @@ pub async fn check_crds(client: &Client) -> Result<(), String> {
     }
 }
 
-/// Reflector stores for partners and access policies, and the streams that feed them.
-pub struct MemberWatches<P, Q> {
-    pub partners: Store<XmppAllowedPartner>,
-    pub policies: Store<ExternalAccessPolicy>,
-    partner_stream: P,
-    policy_stream: Q,
-}
-
-fn member_watches(
+/// A reflector store of every `K` in the cluster, and the stream of changes that feeds it (the
+/// controller's trigger for `K`).
+fn reflected<K>(
     client: &Client,
-) -> MemberWatches<
-    impl futures_util::Stream<Item = Result<XmppAllowedPartner, watcher::Error>> + Send + 'static,
-    impl futures_util::Stream<Item = Result<ExternalAccessPolicy, watcher::Error>> + Send + 'static,
-> {
-    let (partners, partner_writer) = reflector::store();
-    let (policies, policy_writer) = reflector::store();
-    let partner_stream = reflector::reflector(
-        partner_writer,
-        watcher(
-            Api::<XmppAllowedPartner>::all(client.clone()),
-            watcher::Config::default(),
-        ),
+) -> (
+    Store<K>,
+    impl futures_util::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+)
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let (store, writer) = reflector::store();
+    let stream = reflector::reflector(
+        writer,
+        watcher(Api::<K>::all(client.clone()), watcher::Config::default()),
     )
     .default_backoff()
     .touched_objects();
-    let policy_stream = reflector::reflector(
-        policy_writer,
-        watcher(
-            Api::<ExternalAccessPolicy>::all(client.clone()),
-            watcher::Config::default(),
-        ),
-    )
-    .default_backoff()
-    .touched_objects();
-    MemberWatches {
-        partners,
-        policies,
-        partner_stream,
-        policy_stream,
-    }
+    (store, stream)
 }
 
 /// Every federation in the namespace of `object`.
@@ -139,7 +124,8 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let owned = watcher::Config::default().labels(&format!("{MANAGED_BY}={MANAGER}"));
-    let members = member_watches(&client);
+    let (partners, partner_stream) = reflected::<XmppAllowedPartner>(&client);
+    let (policies, policy_stream) = reflected::<ExternalAccessPolicy>(&client);
     let controller = Controller::new(
         Api::<XmppFederation>::all(client.clone()),
         watcher::Config::default(),
@@ -151,8 +137,8 @@ pub async fn run(
         settings: setup.settings,
         stores: crate::reconcile::Stores {
             federations: federations.clone(),
-            partners: members.partners.clone(),
-            policies: members.policies.clone(),
+            partners,
+            policies,
         },
         discovery: crate::reconcile::Discovery::new(Duration::from_secs(60)),
         metrics: setup.metrics,
@@ -165,11 +151,11 @@ pub async fn run(
         .owns(Api::<Deployment>::all(client.clone()), owned.clone())
         .owns(Api::<StatefulSet>::all(client.clone()), owned.clone())
         .watches_stream(
-            members.partner_stream,
+            partner_stream,
             federations_of_namespace::<XmppAllowedPartner>(federations.clone()),
         )
         .watches_stream(
-            members.policy_stream,
+            policy_stream,
             federations_of_namespace::<ExternalAccessPolicy>(federations.clone()),
         );
     if setup.watch_certificates {
