@@ -14,7 +14,7 @@ use crate::status::{
 };
 use futures_util::stream::{self, StreamExt};
 use k8s_openapi::api::core::v1::{Pod, Secret, Service};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -612,29 +612,25 @@ async fn write_federation_status(
     });
     if !unchanged {
         let namespace = federation.namespace().unwrap_or_default();
-        apply_status::<XmppFederation, _>(&ctx.client, &namespace, &federation.name_any(), &new)
-            .await?;
+        let kind = ApiResource::erase::<XmppFederation>(&());
+        apply_status(&ctx.client, &namespace, &kind, &federation.name_any(), &new).await?;
     }
     Ok(new)
 }
 
 /// Server-side applies `status` to the status subresource of `name`. The answer is read as a
 /// dynamic object: only success matters, and thousands of partners are not worth decoding.
-async fn apply_status<K, S>(
+async fn apply_status<S: Serialize>(
     client: &Client,
     namespace: &str,
+    kind: &ApiResource,
     name: &str,
     status: &S,
-) -> Result<(), ApiError>
-where
-    K: Resource<DynamicType = ()>,
-    S: Serialize,
-{
-    let resource = ApiResource::erase::<K>(&());
-    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
+) -> Result<(), ApiError> {
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, kind);
     let body = json!({
-        "apiVersion": K::api_version(&()),
-        "kind": K::kind(&()),
+        "apiVersion": kind.api_version,
+        "kind": kind.kind,
         "status": status,
     });
     api.patch_status(
@@ -643,8 +639,18 @@ where
         &Patch::Apply(&body),
     )
     .await
-    .map_err(|e| ApiError::new("apply status of", &K::kind(&()), name, e))?;
+    .map_err(|e| ApiError::new("apply status of", &kind.kind, name, e))?;
     Ok(())
+}
+
+/// (conditions, federations, observedGeneration) of a partner's or access policy's status.
+type MemberStatus<'a> = (&'a [Condition], &'a [String], Option<i64>);
+
+/// Whether a member's new status says something its current one does not (timestamps aside).
+fn member_changed(previous: Option<MemberStatus>, new: MemberStatus) -> bool {
+    !previous.is_some_and(|(conditions, federations, generation)| {
+        status::same_conditions(conditions, new.0) && federations == new.1 && generation == new.2
+    })
 }
 
 /// Partner and access-policy statuses of the namespace, from every federation in it. Only
@@ -715,59 +721,64 @@ async fn write_member_statuses(
             .unwrap_or(&none)
     };
 
+    let partner_kind = ApiResource::erase::<XmppAllowedPartner>(&());
+    let policy_kind = ApiResource::erase::<ExternalAccessPolicy>(&());
     let mut writes = Vec::new();
     for p in partners {
-        let previous = p.status.as_ref();
         let new = status::partner_status(
             verdict("XmppAllowedPartner", p.name_any()),
             p.metadata.generation,
-            previous,
+            p.status.as_ref(),
             now,
         );
-        let unchanged = previous.is_some_and(|s| {
-            status::same_conditions(&s.conditions, &new.conditions)
-                && s.federations == new.federations
-                && s.observed_generation == new.observed_generation
+        let previous = p.status.as_ref().map(|s| {
+            (
+                s.conditions.as_slice(),
+                s.federations.as_slice(),
+                s.observed_generation,
+            )
         });
-        if !unchanged {
+        if member_changed(
+            previous,
+            (&new.conditions, &new.federations, new.observed_generation),
+        ) {
             writes.push((
+                partner_kind.clone(),
                 p.name_any(),
                 serde_json::to_value(&new).unwrap_or(Value::Null),
-                true,
             ));
         }
     }
     for p in policies {
-        let previous = p.status.as_ref();
         let new = status::access_policy_status(
             verdict("ExternalAccessPolicy", p.name_any()),
             p.metadata.generation,
-            previous,
+            p.status.as_ref(),
             now,
         );
-        let unchanged = previous.is_some_and(|s| {
-            status::same_conditions(&s.conditions, &new.conditions)
-                && s.federations == new.federations
-                && s.observed_generation == new.observed_generation
+        let previous = p.status.as_ref().map(|s| {
+            (
+                s.conditions.as_slice(),
+                s.federations.as_slice(),
+                s.observed_generation,
+            )
         });
-        if !unchanged {
+        if member_changed(
+            previous,
+            (&new.conditions, &new.federations, new.observed_generation),
+        ) {
             writes.push((
+                policy_kind.clone(),
                 p.name_any(),
                 serde_json::to_value(&new).unwrap_or(Value::Null),
-                false,
             ));
         }
     }
     let results: Vec<Result<(), ApiError>> =
-        stream::iter(writes.into_iter().map(|(name, status, is_partner)| {
+        stream::iter(writes.into_iter().map(|(kind, name, status)| {
             let client = &ctx.client;
             async move {
-                let result = if is_partner {
-                    apply_status::<XmppAllowedPartner, _>(client, namespace, &name, &status).await
-                } else {
-                    apply_status::<ExternalAccessPolicy, _>(client, namespace, &name, &status).await
-                };
-                match result {
+                match apply_status(client, namespace, &kind, &name, &status).await {
                     // Deleted since the store saw it: nothing to report on.
                     Err(e) if e.is_not_found() => Ok(()),
                     other => other,
