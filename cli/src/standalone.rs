@@ -10,7 +10,7 @@
 //! - The dialback secret is generated once into the state directory.
 
 use crate::manifests::read_sources;
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, bail};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -126,20 +126,10 @@ fn write_policy(path: &Path, document: &PolicyDocument) -> Result<()> {
 /// The dialback secret of this installation: generated once (32 random bytes), then reused so
 /// that restarts keep dialback keys valid.
 fn dialback_secret(state: &Path) -> Result<DialbackSecret> {
-    use base64::Engine;
-    use ring::rand::SecureRandom;
     let path = state.join("dialback-secret");
     if !path.exists() {
-        let mut bytes = [0u8; 32];
-        ring::rand::SystemRandom::new()
-            .fill(&mut bytes)
-            .map_err(|_| anyhow!("no randomness for the dialback secret"))?;
-        write_private(
-            &path,
-            base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .encode(bytes)
-                .as_bytes(),
-        )?;
+        let value = xmppfed_policy_source::pod::generate_secret().map_err(anyhow::Error::msg)?;
+        write_private(&path, value.as_bytes())?;
     }
     let secret = xmppfed_policy_source::pod::read_secret(&path).map_err(anyhow::Error::msg)?;
     Ok(DialbackSecret::new(secret))

@@ -411,7 +411,7 @@ async fn apply_desired(
     namespace: &str,
 ) -> Result<Vec<DynamicObject>, Error> {
     if inputs.federation.spec.dialback.secret_ref.is_none() {
-        let value = build::generate_dialback_value().map_err(|_| Error::Random)?;
+        let value = xmppfed_policy_source::pod::generate_secret().map_err(|_| Error::Random)?;
         if let Some(secret) = build::dialback_secret(inputs, &value)
             && apply::create_once(&ctx.client, namespace, &secret).await?
         {

@@ -45,3 +45,28 @@ pub async fn wait_for_termination() {
     }
     let _ = tokio::signal::ctrl_c().await;
 }
+
+/// A fresh shared secret (the dialback secret): 32 bytes from the system RNG, base64url without
+/// padding. The operator and standalone mode both make theirs here, once.
+pub fn generate_secret() -> Result<String, String> {
+    use base64::Engine;
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; 32];
+    ring::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| "the system random number generator failed".to_string())?;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_secrets_are_long_and_different() {
+        let a = generate_secret().unwrap();
+        let b = generate_secret().unwrap();
+        assert_eq!(a.len(), 43, "32 bytes, base64url without padding");
+        assert_ne!(a, b);
+    }
+}

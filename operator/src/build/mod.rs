@@ -12,7 +12,7 @@ mod services;
 mod workloads;
 
 pub use link_pki::{LinkPki, generate_link_pki, link_secret};
-pub use policy::{dialback_secret, generate_dialback_value};
+pub use policy::dialback_secret;
 
 use crate::labels::{self, Component};
 use crate::names::Names;

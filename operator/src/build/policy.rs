@@ -2,7 +2,6 @@
 
 use super::{Inputs, Object};
 use crate::labels::Component;
-use base64::Engine;
 use k8s_openapi::api::core::v1::Secret;
 use std::collections::BTreeMap;
 use xmppfed_policy::codec::EncodeError;
@@ -22,16 +21,6 @@ pub(super) fn config_map(inputs: &Inputs) -> Result<Object, EncodeError> {
     Ok(Object::from_typed(&cm))
 }
 
-/// A fresh dialback secret: 32 random bytes from the system RNG, base64url. Called once, when
-/// the Secret does not exist yet; the operator never replaces an existing one (rotating it
-/// silently would break dialback between replicas mid-flight).
-pub fn generate_dialback_value() -> Result<String, ring::error::Unspecified> {
-    use ring::rand::SecureRandom;
-    let mut bytes = [0u8; 32];
-    ring::rand::SystemRandom::new().fill(&mut bytes)?;
-    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
-}
-
 /// The generated dialback Secret holding `value`; `None` when the user references their own.
 pub fn dialback_secret(inputs: &Inputs, value: &str) -> Option<Object> {
     if inputs.federation.spec.dialback.secret_ref.is_some() {
@@ -45,17 +34,4 @@ pub fn dialback_secret(inputs: &Inputs, value: &str) -> Option<Object> {
         ..Default::default()
     };
     Some(Object::from_typed(&secret))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn generated_secrets_are_long_and_different() {
-        let a = generate_dialback_value().unwrap();
-        let b = generate_dialback_value().unwrap();
-        assert_eq!(a.len(), 43, "32 bytes, base64url without padding");
-        assert_ne!(a, b);
-    }
 }
