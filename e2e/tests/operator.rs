@@ -201,6 +201,7 @@ async fn operator_reconciles_the_examples_on_a_real_cluster() {
         metrics: Arc::new(Metrics::default()),
         recorder: None,
         confirm_policy: true,
+        discovery: xmppfed_operator::reconcile::Discovery::new(Duration::from_secs(60)),
         watch_certificates: false,
     };
     let operator = tokio::spawn(controller::run(operator_client, setup, async move {

@@ -113,6 +113,8 @@ pub struct Setup {
     pub metrics: Arc<crate::metrics::Metrics>,
     pub recorder: Option<kube::runtime::events::Recorder>,
     pub confirm_policy: bool,
+    /// Optional-CRD discovery (the start-up answer stays cached for the first reconciles).
+    pub discovery: crate::reconcile::Discovery,
     /// Watch cert-manager Certificates (only when its CRDs are installed at start-up).
     pub watch_certificates: bool,
 }
@@ -140,7 +142,7 @@ pub async fn run(
             partners,
             policies,
         },
-        discovery: crate::reconcile::Discovery::new(Duration::from_secs(60)),
+        discovery: setup.discovery,
         metrics: setup.metrics,
         recorder: setup.recorder,
         confirm_policy: setup.confirm_policy,

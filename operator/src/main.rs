@@ -124,7 +124,7 @@ async fn main() -> anyhow::Result<()> {
         lease = Some(task);
     }
 
-    let discovery = Discovery::new(std::time::Duration::ZERO);
+    let discovery = Discovery::new(std::time::Duration::from_secs(60));
     let crds = discovery.optional_crds(&client).await?;
     info!(
         cert_manager = crds.cert_manager,
@@ -147,6 +147,7 @@ async fn main() -> anyhow::Result<()> {
             },
         )),
         confirm_policy: args.confirm_policy,
+        discovery,
         watch_certificates: crds.cert_manager,
     };
     let shutdown = async move {
