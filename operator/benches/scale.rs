@@ -17,7 +17,7 @@ use serde_json::json;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use support::{Call, examples, scripted_client, settings, store_of};
+use support::{Call, absorb_statuses, examples, scripted_client, settings, store_of};
 use xmppfed_api::v1alpha1::{ExternalAccessPolicy, XmppAllowedPartner, XmppFederation};
 use xmppfed_operator::controller::DEBOUNCE;
 use xmppfed_operator::metrics::Metrics;
@@ -123,50 +123,6 @@ fn summary(calls: &[Call]) -> String {
         .join(", ")
 }
 
-/// Feeds written statuses back into the objects, as the watches would.
-fn absorb(
-    fed: &mut XmppFederation,
-    partners: &mut [XmppAllowedPartner],
-    policies: &mut [ExternalAccessPolicy],
-    calls: &[Call],
-) {
-    let mut statuses: BTreeMap<&str, &serde_json::Value> = BTreeMap::new();
-    for c in calls
-        .iter()
-        .filter(|c| c.is_apply() && c.path.ends_with("/status"))
-    {
-        statuses.insert(c.path.as_str(), &c.body["status"]);
-    }
-    let path = |kind: &str, name: &str| {
-        format!("/apis/xmppfed.io/v1alpha1/namespaces/xmpp/{kind}/{name}/status")
-    };
-    if let Some(s) = statuses.get(path("xmppfederations", "contoso").as_str()) {
-        fed.status = serde_json::from_value((*s).clone()).ok();
-    }
-    for p in partners.iter_mut() {
-        if let Some(s) = statuses.get(
-            path(
-                "xmppallowedpartners",
-                p.metadata.name.as_deref().unwrap_or_default(),
-            )
-            .as_str(),
-        ) {
-            p.status = serde_json::from_value((*s).clone()).ok();
-        }
-    }
-    for p in policies.iter_mut() {
-        if let Some(s) = statuses.get(
-            path(
-                "externalaccesspolicies",
-                p.metadata.name.as_deref().unwrap_or_default(),
-            )
-            .as_str(),
-        ) {
-            p.status = serde_json::from_value((*s).clone()).ok();
-        }
-    }
-}
-
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -187,7 +143,7 @@ fn main() {
             first.calls.len(),
             summary(&first.calls)
         );
-        absorb(&mut fed, &mut partners, &mut policies, &first.calls);
+        absorb_statuses(&mut fed, &mut partners, &mut policies, &first.calls);
 
         let mut steady = Vec::new();
         for _ in 0..5 {
@@ -216,7 +172,7 @@ fn main() {
             partners[i].metadata.generation = Some(2 + round as i64);
             let run = reconcile_once(&fed, &partners, &policies).await;
             changes.push(run.to_config_map.unwrap_or(run.took));
-            absorb(&mut fed, &mut partners, &mut policies, &run.calls);
+            absorb_statuses(&mut fed, &mut partners, &mut policies, &run.calls);
         }
         changes.sort();
         let median = changes[changes.len() / 2];

@@ -7,7 +7,9 @@ mod support;
 
 use serde_json::{Value, json};
 use std::sync::Arc;
-use support::{Answer, Call, examples, scripted_client, settings, status, store_of};
+use support::{
+    Answer, Call, absorb_statuses, examples, scripted_client, settings, status, store_of,
+};
 use xmppfed_api::compile::compile;
 use xmppfed_api::v1alpha1::{ExternalAccessPolicy, XmppAllowedPartner, XmppFederation};
 use xmppfed_operator::build::{Inputs, Observed, build};
@@ -256,32 +258,6 @@ async fn first_reconcile_applies_every_built_object_with_one_forcing_field_manag
     }
 }
 
-/// Feeds the statuses the first reconcile wrote back into the objects, as the watches would.
-fn with_written_statuses(mut w: World, calls: &[Call]) -> World {
-    if let Some(s) = status_of(calls, FED_STATUS) {
-        w.fed.status = serde_json::from_value(s.clone()).ok();
-    }
-    for p in &mut w.partners {
-        let path = format!(
-            "/apis/xmppfed.io/v1alpha1/namespaces/xmpp/xmppallowedpartners/{}/status",
-            p.metadata.name.clone().unwrap()
-        );
-        if let Some(s) = status_of(calls, &path) {
-            p.status = serde_json::from_value(s.clone()).ok();
-        }
-    }
-    for p in &mut w.policies {
-        let path = format!(
-            "/apis/xmppfed.io/v1alpha1/namespaces/xmpp/externalaccesspolicies/{}/status",
-            p.metadata.name.clone().unwrap()
-        );
-        if let Some(s) = status_of(calls, &path) {
-            p.status = serde_json::from_value(s.clone()).ok();
-        }
-    }
-    w
-}
-
 /// The dialback Secret exists now, as it would after the first reconcile.
 fn secret_exists(c: &Call) -> Option<Answer> {
     c.is("GET", "/api/v1/namespaces/xmpp/secrets/contoso-dialback").then(|| {
@@ -292,7 +268,8 @@ fn secret_exists(c: &Call) -> Option<Answer> {
 #[tokio::test]
 async fn a_second_reconcile_of_the_same_inputs_writes_no_status_and_creates_no_secret() {
     let (_, first, _) = run(&world(), Some(ALL), false, |_| None).await;
-    let w = with_written_statuses(world(), &first);
+    let mut w = world();
+    absorb_statuses(&mut w.fed, &mut w.partners, &mut w.policies, &first);
     let (result, calls, _) = run(&w, Some(ALL), false, secret_exists).await;
     assert_eq!(result, Ok(()));
     let statuses: Vec<&str> = calls

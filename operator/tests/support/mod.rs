@@ -206,3 +206,48 @@ pub fn scripted_client(
     });
     (Client::new(service, "default"), log)
 }
+
+/// Feeds the statuses a reconcile applied (namespace `xmpp`) back into the objects, as the
+/// watches would.
+pub fn absorb_statuses(
+    fed: &mut XmppFederation,
+    partners: &mut [XmppAllowedPartner],
+    policies: &mut [ExternalAccessPolicy],
+    calls: &[Call],
+) {
+    let mut statuses: BTreeMap<&str, &serde_json::Value> = BTreeMap::new();
+    for c in calls
+        .iter()
+        .filter(|c| c.is_apply() && c.path.ends_with("/status"))
+    {
+        statuses.insert(c.path.as_str(), &c.body["status"]);
+    }
+    let path = |kind: &str, name: &str| {
+        format!("/apis/xmppfed.io/v1alpha1/namespaces/xmpp/{kind}/{name}/status")
+    };
+    if let Some(s) = statuses.get(path("xmppfederations", "contoso").as_str()) {
+        fed.status = serde_json::from_value((*s).clone()).ok();
+    }
+    for p in partners.iter_mut() {
+        if let Some(s) = statuses.get(
+            path(
+                "xmppallowedpartners",
+                p.metadata.name.as_deref().unwrap_or_default(),
+            )
+            .as_str(),
+        ) {
+            p.status = serde_json::from_value((*s).clone()).ok();
+        }
+    }
+    for p in policies.iter_mut() {
+        if let Some(s) = statuses.get(
+            path(
+                "externalaccesspolicies",
+                p.metadata.name.as_deref().unwrap_or_default(),
+            )
+            .as_str(),
+        ) {
+            p.status = serde_json::from_value((*s).clone()).ok();
+        }
+    }
+}
