@@ -244,6 +244,8 @@ async fn operator_reconciles_the_examples_on_a_real_cluster() {
             "contoso-gateway",
         ),
         ("policy/v1", "PodDisruptionBudget", "contoso-proxy"),
+        ("networking.k8s.io/v1", "NetworkPolicy", "contoso-proxy"),
+        ("networking.k8s.io/v1", "NetworkPolicy", "contoso-gateway"),
         ("v1", "Secret", "contoso-dialback"),
     ] {
         let api: Api<DynamicObject> =

@@ -39,9 +39,15 @@ struct Args {
     tls_cert: PathBuf,
     #[arg(long, env = "XMPPFED_TLS_KEY")]
     tls_key: PathBuf,
-    /// PEM bundle of the CAs of the internal servers' certificates.
-    #[arg(long, env = "XMPPFED_INTERNAL_CA")]
-    internal_ca: PathBuf,
+    /// PEM bundle(s) of the CAs of the internal servers' certificates (repeat the flag, or
+    /// separate with commas, for servers with different CAs).
+    #[arg(
+        long,
+        env = "XMPPFED_INTERNAL_CA",
+        required = true,
+        value_delimiter = ','
+    )]
+    internal_ca: Vec<PathBuf>,
     /// File holding the dialback secret.
     #[arg(long, env = "XMPPFED_DIALBACK_SECRET")]
     dialback_secret: PathBuf,
@@ -103,7 +109,7 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     pod::init_logging(args.log_json);
-    let internal_trust = TrustStore::from_pem_bundle(&args.internal_ca)?;
+    let internal_trust = TrustStore::from_pem_bundles(&args.internal_ca)?;
     let secret = pod::read_secret(&args.dialback_secret).map_err(anyhow::Error::msg)?;
     let policy = Source::from_flags(args.policy, args.policy_configmap)
         .await

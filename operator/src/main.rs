@@ -55,11 +55,21 @@ struct Args {
     /// Log as JSON lines.
     #[arg(long, env = "XMPPFED_LOG_JSON")]
     log_json: bool,
+    /// Print the ClusterRole and leader-election Role this operator needs, and exit.
+    #[arg(long)]
+    print_rbac: bool,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if args.print_rbac {
+        print!(
+            "{}",
+            xmppfed_operator::rbac::render(MANAGER, &args.lease_namespace)
+        );
+        return Ok(());
+    }
     pod::init_logging(args.log_json);
     let client = Client::try_default().await?;
     if let Err(e) = controller::check_crds(&client).await {

@@ -45,7 +45,7 @@ pub const CLUSTER_NEEDS: &[Need] = &[
         verbs: MANAGE,
     },
     Need {
-        why: "create the generated dialback Secret once; check that tls.secretName exists (no list: the operator never reads other Secrets' contents)",
+        why: "create the generated dialback and link Secrets once; read the certificate Secrets the pods mount, to roll the pods when a certificate is renewed (by name: no list or watch of Secrets)",
         group: "",
         resources: &["secrets"],
         verbs: &["get", "create"],
@@ -78,6 +78,12 @@ pub const CLUSTER_NEEDS: &[Need] = &[
         why: "the pods' Roles and RoleBindings (each grants only its policy ConfigMap, which the operator may read itself, so no escalate/bind)",
         group: "rbac.authorization.k8s.io",
         resources: &["roles", "rolebindings"],
+        verbs: MANAGE,
+    },
+    Need {
+        why: "each federation's NetworkPolicies (when enabled)",
+        group: "networking.k8s.io",
+        resources: &["networkpolicies"],
         verbs: MANAGE,
     },
     Need {
@@ -142,6 +148,46 @@ pub fn leader_election_role(name: &str, namespace: &str) -> Role {
     }
 }
 
+/// Both roles as one YAML stream (`xmppfed-operator --print-rbac`), each rule preceded by
+/// a comment that says why: what the Helm chart's templates are checked against.
+pub fn render(cluster_role_name: &str, namespace: &str) -> String {
+    fn section(out: &mut String, head: &str, needs: &[Need]) {
+        out.push_str(head);
+        out.push_str("rules:\n");
+        for n in needs {
+            let list = |xs: &[&str]| {
+                xs.iter()
+                    .map(|x| format!("\"{x}\""))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            out.push_str(&format!(
+                "  # {}\n  - apiGroups: [\"{}\"]\n    resources: [{}]\n    verbs: [{}]\n",
+                n.why,
+                n.group,
+                list(n.resources),
+                list(n.verbs)
+            ));
+        }
+    }
+    let mut out = String::new();
+    section(
+        &mut out,
+        &format!(
+            "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: {cluster_role_name}\n"
+        ),
+        CLUSTER_NEEDS,
+    );
+    section(
+        &mut out,
+        &format!(
+            "---\napiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata:\n  name: {cluster_role_name}-leader-election\n  namespace: {namespace}\n"
+        ),
+        LEADER_ELECTION_NEEDS,
+    );
+    out
+}
+
 /// Whether `needs` grant `verb` on `group`/`resource`.
 pub fn grants(needs: &[Need], group: &str, resource: &str, verb: &str) -> bool {
     needs
@@ -159,6 +205,23 @@ mod tests {
             assert!(!grants(CLUSTER_NEEDS, "", "secrets", verb), "{verb}");
         }
         assert!(grants(CLUSTER_NEEDS, "", "secrets", "create"));
+    }
+
+    #[test]
+    fn rendered_roles_parse_back_to_the_typed_rules() {
+        let yaml = render("xmppfed-operator", "xmppfed-system");
+        let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&yaml).expect("valid YAML");
+        assert_eq!(docs.len(), 2);
+        let typed = serde_json::to_value(cluster_role("xmppfed-operator")).expect("json");
+        assert_eq!(docs[0]["rules"], typed["rules"]);
+        assert!(yaml.contains("# the leader-election Lease"));
+        let typed = serde_json::to_value(leader_election_role(
+            "xmppfed-operator-leader-election",
+            "xmppfed-system",
+        ))
+        .expect("json");
+        assert_eq!(docs[1]["rules"], typed["rules"]);
+        assert_eq!(docs[1]["metadata"], typed["metadata"]);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 use crate::apply::{self, ApiError};
 use crate::build::{self, Inputs, Observed, Settings, owned_kinds};
+use crate::labels::Component;
 use crate::labels::MANAGER;
 use crate::metrics::Metrics;
 use crate::names::Names;
@@ -23,7 +24,7 @@ use kube::runtime::reflector::Store;
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde_json::{Value, json};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use thiserror::Error;
@@ -238,11 +239,23 @@ async fn pipeline(federation: &XmppFederation, ctx: &Context) -> Result<Action, 
     };
 
     // 3. Build.
-    let observed = Observed {
+    let mut observed = Observed {
         cert_manager: optional.cert_manager,
         external_dns: optional.external_dns,
         load_balancer: load_balancer.clone(),
+        secret_versions: BTreeMap::new(),
     };
+    observed.secret_versions = secret_versions(
+        client,
+        &namespace,
+        &Inputs {
+            federation,
+            policy: &compiled.document,
+            settings: &ctx.settings,
+            observed: &observed,
+        },
+    )
+    .await?;
     let inputs = Inputs {
         federation,
         policy: &compiled.document,
@@ -315,7 +328,7 @@ async fn pipeline(federation: &XmppFederation, ctx: &Context) -> Result<Action, 
         &now,
     )
     .await?;
-    let certificate = certificate_state(client, federation, &names, &applied, optional).await?;
+    let certificate = certificate_state(federation, &names, &applied, &observed);
     let pods = if ctx.confirm_policy {
         pod_policies(client, &namespace, &name).await?
     } else {
@@ -467,33 +480,51 @@ async fn load_balancer_addresses(
         .collect())
 }
 
-async fn certificate_state(
+/// The resource version of each Secret the pods mount that exists, read by name (metadata
+/// only: the operator never needs their contents).
+async fn secret_versions(
     client: &Client,
+    namespace: &str,
+    inputs: &Inputs<'_>,
+) -> Result<BTreeMap<String, String>, ApiError> {
+    let names: BTreeSet<String> = [Component::Proxy, Component::Gateway]
+        .into_iter()
+        .flat_map(|c| build::mounted_secrets(inputs, c))
+        .collect();
+    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let mut versions = BTreeMap::new();
+    for name in names {
+        let meta = api
+            .get_metadata_opt(&name)
+            .await
+            .map_err(|e| ApiError::new("get", "Secret", &name, e))?;
+        if let Some(version) = meta.and_then(|m| m.metadata.resource_version) {
+            versions.insert(name, version);
+        }
+    }
+    Ok(versions)
+}
+
+fn certificate_state(
     federation: &XmppFederation,
     names: &Names,
     applied: &[DynamicObject],
-    optional: OptionalCrds,
-) -> Result<CertificateState, ApiError> {
+    observed: &Observed,
+) -> CertificateState {
     if let Some(name) = &federation.spec.tls.secret_name {
-        let api: Api<Secret> = Api::namespaced(client.clone(), &names.namespace);
-        let exists = api
-            .get_metadata_opt(name)
-            .await
-            .map_err(|e| ApiError::new("get", "Secret", name, e))?
-            .is_some();
-        return Ok(CertificateState::UserSecret {
+        return CertificateState::UserSecret {
             name: name.clone(),
-            exists,
-        });
+            exists: observed.secret_versions.contains_key(name),
+        };
     }
-    if !optional.cert_manager {
-        return Ok(CertificateState::CertManagerNotInstalled);
+    if !observed.cert_manager {
+        return CertificateState::CertManagerNotInstalled;
     }
     let ready = find(applied, "Certificate", &names.edge_certificate())
         .and_then(|c| c.data.pointer("/status/conditions"))
         .and_then(Value::as_array)
         .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready").cloned());
-    Ok(match ready {
+    match ready {
         Some(c) => CertificateState::Issued {
             ready: Some(c["status"] == "True"),
             reason: c["reason"].as_str().unwrap_or_default().into(),
@@ -504,7 +535,7 @@ async fn certificate_state(
             reason: String::new(),
             message: String::new(),
         },
-    })
+    }
 }
 
 fn dns_state(

@@ -62,6 +62,16 @@ fn full() -> Observed {
         cert_manager: true,
         external_dns: true,
         load_balancer: vec!["203.0.113.10".into(), "2001:db8::10".into()],
+        // The mounted Secrets as the API server gave them (the pod templates carry these).
+        secret_versions: [
+            ("contoso-edge-tls", "1101"),
+            ("contoso-link-proxy", "1102"),
+            ("contoso-link-gateway", "1103"),
+            ("contoso-dialback", "1104"),
+        ]
+        .into_iter()
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect(),
     }
 }
 
@@ -257,4 +267,130 @@ fn roles_grant_only_the_policy_config_map() {
             }])
         );
     }
+}
+
+/// Names of every Secret a pod template mounts, as volumes or projections.
+fn secrets_in_pod_template(object: &Value) -> Vec<String> {
+    let mut names = Vec::new();
+    for v in object["spec"]["template"]["spec"]["volumes"]
+        .as_array()
+        .expect("volumes")
+    {
+        if let Some(n) = v["secret"]["secretName"].as_str() {
+            names.push(n.to_string());
+        }
+        for source in v["projected"]["sources"].as_array().into_iter().flatten() {
+            if let Some(n) = source["secret"]["name"].as_str() {
+                names.push(n.to_string());
+            }
+        }
+    }
+    names.sort();
+    names
+}
+
+/// The pods roll when any Secret they mount changes: every mounted Secret is listed by
+/// `mounted_secrets` (which the reconcile reads the versions of), and its version is in the
+/// pod template.
+#[test]
+fn pod_templates_carry_the_version_of_every_secret_they_mount() {
+    let (fed, _, _) = examples();
+    let observed = full();
+    let desired = built(&fed, &observed);
+    for (kind, name) in [
+        ("Deployment", "contoso-proxy"),
+        ("StatefulSet", "contoso-gateway"),
+    ] {
+        let object = &desired.find(kind, name).expect("workload").value;
+        let mounted = secrets_in_pod_template(object);
+        let annotation = object["spec"]["template"]["metadata"]["annotations"]
+            [xmppfed_operator::build::SECRET_VERSIONS]
+            .as_str()
+            .expect("annotation");
+        for secret in &mounted {
+            match observed.secret_versions.get(secret) {
+                Some(v) => assert!(
+                    annotation.contains(&format!("{secret}@{v}")),
+                    "{kind}: {secret} missing from {annotation}"
+                ),
+                // Not observed (the internal CA of the example): listed, but no version.
+                None => assert_eq!(secret, "chat-internal-ca"),
+            }
+        }
+    }
+    // A renewed certificate changes the proxy's pod template and nothing else's.
+    let mut renewed = observed.clone();
+    renewed
+        .secret_versions
+        .insert("contoso-edge-tls".into(), "2001".into());
+    let after = built(&fed, &renewed);
+    let template = |d: &Desired, kind: &str, name: &str| {
+        d.find(kind, name).expect("workload").value["spec"]["template"].clone()
+    };
+    assert_ne!(
+        template(&desired, "Deployment", "contoso-proxy"),
+        template(&after, "Deployment", "contoso-proxy")
+    );
+    assert_eq!(
+        template(&desired, "StatefulSet", "contoso-gateway"),
+        template(&after, "StatefulSet", "contoso-gateway")
+    );
+}
+
+/// Internal servers with different CAs: the gateway trusts each one's CA (one projected
+/// volume, one file per Secret, each named once).
+#[test]
+fn every_internal_server_ca_is_mounted_once() {
+    let (mut fed, _, _) = examples();
+    let mut second = fed.spec.gateway.internal_servers[0].clone();
+    second.host = serde_json::from_value(serde_json::json!("chat2.contoso.com")).expect("host");
+    second.ca_secret_name = Some("other-ca".into());
+    let third = second.clone();
+    fed.spec.gateway.internal_servers.extend([second, third]);
+    let desired = built(&fed, &full());
+    let gateway = &desired
+        .find("StatefulSet", "contoso-gateway")
+        .expect("gateway")
+        .value;
+    assert_eq!(
+        secrets_in_pod_template(gateway)
+            .into_iter()
+            .filter(|s| s.ends_with("-ca"))
+            .collect::<Vec<_>>(),
+        ["chat-internal-ca", "other-ca"]
+    );
+    let args: Vec<&str> = gateway["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_array()
+        .expect("args")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let at = args
+        .iter()
+        .position(|a| *a == "--internal-ca")
+        .expect("flag");
+    assert_eq!(
+        args[at + 1],
+        "/etc/xmppfed/internal-ca/chat-internal-ca.crt,/etc/xmppfed/internal-ca/other-ca.crt"
+    );
+}
+
+#[test]
+fn network_policies_can_be_turned_off() {
+    let (mut fed, _, _) = examples();
+    assert_eq!(
+        built(&fed, &full())
+            .objects
+            .iter()
+            .filter(|o| o.kind == "NetworkPolicy")
+            .count(),
+        2
+    );
+    fed.spec.network_policy.enabled = false;
+    assert!(
+        built(&fed, &full())
+            .objects
+            .iter()
+            .all(|o| o.kind != "NetworkPolicy")
+    );
 }

@@ -80,6 +80,7 @@ fn observed() -> impl Strategy<Value = Observed> {
             cert_manager,
             external_dns,
             load_balancer,
+            ..Observed::default()
         })
 }
 

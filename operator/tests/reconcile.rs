@@ -112,6 +112,7 @@ async fn first_reconcile_applies_every_built_object_with_one_forcing_field_manag
         cert_manager: true,
         external_dns: true,
         load_balancer: vec![],
+        secret_versions: Default::default(),
     };
     let desired = build(&Inputs {
         federation: &w.fed,
@@ -186,12 +187,32 @@ async fn first_reconcile_applies_every_built_object_with_one_forcing_field_manag
         Some("xmppfed-operator")
     );
 
+    // The Secrets the pods mount are read by name, never listed, before anything is applied
+    // (their versions go into the pod templates).
+    for name in [
+        "contoso-edge-tls",
+        "contoso-link-proxy",
+        "contoso-link-gateway",
+    ] {
+        let get = calls
+            .iter()
+            .position(|c| c.is("GET", &format!("/api/v1/namespaces/xmpp/secrets/{name}")))
+            .unwrap_or_else(|| panic!("{name} read"));
+        assert!(get < first_apply, "{name}");
+    }
+    assert!(
+        !calls
+            .iter()
+            .any(|c| c.method == "GET" && c.path == "/api/v1/namespaces/xmpp/secrets"),
+        "Secrets are never listed"
+    );
+
     // Orphans searched by label, kind by kind, in the federation's namespace.
     let lists: Vec<&Call> = calls
         .iter()
         .filter(|c| c.method == "GET" && c.query.contains_key("labelSelector"))
         .collect();
-    assert_eq!(lists.len(), 11, "{lists:#?}");
+    assert_eq!(lists.len(), 12, "{lists:#?}");
     for l in &lists {
         assert_eq!(
             l.query["labelSelector"],

@@ -158,9 +158,18 @@ impl TrustStore {
     /// The anchors of a PEM bundle file. Certificates webpki cannot use as anchors (a system
     /// bundle may hold some) are skipped.
     pub fn from_pem_bundle(path: &std::path::Path) -> Result<Self, crate::tls::TlsSetupError> {
+        Self::from_pem_bundles(std::slice::from_ref(&path))
+    }
+
+    /// The anchors of several PEM bundle files, as [`Self::from_pem_bundle`].
+    pub fn from_pem_bundles(
+        paths: &[impl AsRef<std::path::Path>],
+    ) -> Result<Self, crate::tls::TlsSetupError> {
         let mut store = Self::new();
-        for ca in crate::tls::load_certs(path)? {
-            let _ = store.add(&ca);
+        for path in paths {
+            for ca in crate::tls::load_certs(path.as_ref())? {
+                let _ = store.add(&ca);
+            }
         }
         Ok(store)
     }

@@ -127,6 +127,11 @@ pub struct SecretKeyRef {
     pub key: String,
 }
 
+/// `#[serde(default = …)]` for flags that are on unless turned off.
+pub(crate) fn default_true() -> bool {
+    true
+}
+
 fn default_secret_key() -> String {
     "secret".to_string()
 }

@@ -1,6 +1,6 @@
 //! `XmppFederation`: one federation edge (proxies + gateways) serving some local domains.
 
-use super::common::{Condition, DomainName, Duration, SecretKeyRef};
+use super::common::{Condition, DomainName, Duration, SecretKeyRef, default_true};
 use k8s_openapi::api::core::v1::{Affinity, ResourceRequirements, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::{CustomResource, KubeSchema};
@@ -110,6 +110,10 @@ pub struct XmppFederationSpec {
     /// exists today.
     #[serde(default)]
     pub unlisted_partners: UnlistedPartners,
+
+    /// NetworkPolicies around the proxy and gateway pods.
+    #[serde(default)]
+    pub network_policy: NetworkPolicySpec,
 
     /// Which XmppAllowedPartners of this namespace belong to this federation. Empty or absent
     /// selects all of them.
@@ -473,6 +477,25 @@ pub enum DnsProvider {
     #[default]
     ExternalDNS,
     None,
+}
+
+/// NetworkPolicies for the federation's pods. They admit partners to the edge ports, the
+/// gateways to the proxies' internal link, the internal servers to the gateways, DNS, the API
+/// server and health/metrics scrapes, and nothing else. A cluster whose network plugin does not
+/// enforce NetworkPolicies ignores them.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkPolicySpec {
+    /// Create the NetworkPolicies (secure by default; turn off when another tool manages the
+    /// namespace's network policy).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+}
+
+impl Default for NetworkPolicySpec {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
 }
 
 /// Treatment of servers that are not allowed partners.

@@ -1,6 +1,6 @@
 //! `XmppAllowedPartner`: one partner organisation's XMPP domains and how to talk to them.
 
-use super::common::{Condition, DomainName};
+use super::common::{Condition, DomainName, default_true};
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 use xmppfed_policy::{Negotiation, PartnerType};
@@ -129,10 +129,6 @@ pub struct XmppAllowedPartnerSpec {
     #[x_kube(validation = Rule::new(r"self.matches('^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*(:[0-9]{1,5})?$') && (!self.contains(':') || (int(self.substring(self.indexOf(':') + 1)) >= 1 && int(self.substring(self.indexOf(':') + 1)) <= 65535))")
         .message("must be host or host:port: a lower-case host name without trailing dot, and a port from 1 to 65535"))]
     pub proxy_fqdn: Option<String>,
-}
-
-fn default_true() -> bool {
-    true
 }
 
 /// Observed state of an XmppAllowedPartner.

@@ -6,6 +6,7 @@
 mod certificates;
 mod dns;
 mod link_pki;
+mod network;
 mod policy;
 mod rbac;
 mod services;
@@ -13,6 +14,7 @@ mod workloads;
 
 pub use link_pki::{LinkPki, generate_link_pki, link_secret};
 pub use policy::dialback_secret;
+pub use workloads::{SECRET_VERSIONS, mounted_secrets};
 
 use crate::labels::{self, Component};
 use crate::names::Names;
@@ -56,6 +58,9 @@ pub struct Observed {
     pub external_dns: bool,
     /// Addresses (IPs) of the edge LoadBalancer, once assigned.
     pub load_balancer: Vec<String>,
+    /// `metadata.resourceVersion` of each Secret the pods mount that exists (see
+    /// [`mounted_secrets`]).
+    pub secret_versions: BTreeMap<String, String>,
 }
 
 /// One object to server-side apply.
@@ -172,6 +177,7 @@ pub fn build(inputs: &Inputs) -> Result<Desired, EncodeError> {
     objects.extend(rbac::build(inputs));
     objects.extend(services::build(inputs));
     objects.extend(workloads::build(inputs));
+    objects.extend(network::build(inputs));
     if inputs.observed.external_dns {
         objects.extend(dns::build(inputs));
     }
@@ -196,6 +202,7 @@ pub fn owned_kinds(observed: &Observed) -> Vec<(&'static str, &'static str)> {
         ("apps/v1", "Deployment"),
         ("apps/v1", "StatefulSet"),
         ("policy/v1", "PodDisruptionBudget"),
+        ("networking.k8s.io/v1", "NetworkPolicy"),
     ];
     if observed.cert_manager {
         kinds.push(("cert-manager.io/v1", "Issuer"));

@@ -9,14 +9,15 @@ use k8s_openapi::api::core::v1::{
     Affinity, Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource,
     HTTPGetAction, KeyToPath, ObjectFieldSelector, PersistentVolumeClaim,
     PersistentVolumeClaimSpec, PodAffinityTerm, PodAntiAffinity, PodSecurityContext, PodSpec,
-    PodTemplateSpec, Probe, SeccompProfile, SecretVolumeSource, SecurityContext, Volume,
-    VolumeMount, VolumeResourceRequirements, WeightedPodAffinityTerm,
+    PodTemplateSpec, Probe, ProjectedVolumeSource, SeccompProfile, SecretProjection,
+    SecretVolumeSource, SecurityContext, Volume, VolumeMount, VolumeProjection,
+    VolumeResourceRequirements, WeightedPodAffinityTerm,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use xmppfed_api::v1alpha1::PodPlacement;
 
 /// Container ports (the Services map the user's ports onto these).
@@ -25,7 +26,7 @@ pub const PROXY_DIRECT_TLS_PORT: i32 = 5270;
 pub const GATEWAY_S2S_PORT: i32 = 5269;
 /// The gateway's DNS for the internal servers (the Service answers on 53).
 pub const DNS_PORT: i32 = 5353;
-const HTTP_PORT: i32 = 8080;
+pub const HTTP_PORT: i32 = 8080;
 /// Non-root user of the image (distroless `nonroot`).
 const USER: i64 = 65532;
 /// Longer than the binaries' 20 s drain.
@@ -177,6 +178,59 @@ fn affinity(inputs: &Inputs, placement: &PodPlacement, component: Component) -> 
 }
 
 /// What both pods share: security, placement, the binary's container.
+/// The Secrets the pods of `component` mount. The binaries read them once at start, so the
+/// pod template carries their resource versions: a renewed certificate or a changed Secret
+/// rolls the pods.
+pub fn mounted_secrets(inputs: &Inputs, component: Component) -> Vec<String> {
+    let names = inputs.names();
+    let link = if inputs.observed.cert_manager {
+        match component {
+            Component::Gateway => names.link_gateway(),
+            _ => names.link_proxy(),
+        }
+    } else {
+        names.link_generated()
+    };
+    let mut secrets = vec![link, inputs.dialback_secret().0];
+    match component {
+        Component::Gateway => secrets.extend(internal_cas(inputs)),
+        _ => secrets.push(inputs.edge_tls_secret()),
+    }
+    secrets.sort();
+    secrets.dedup();
+    secrets
+}
+
+/// `name@resourceVersion` of each mounted Secret that exists (annotation
+/// [`SECRET_VERSIONS`]); none when nothing was observed.
+fn secret_versions(inputs: &Inputs, component: Component) -> Option<BTreeMap<String, String>> {
+    let versions: Vec<String> = mounted_secrets(inputs, component)
+        .into_iter()
+        .filter_map(|name| {
+            let version = inputs.observed.secret_versions.get(&name)?;
+            Some(format!("{name}@{version}"))
+        })
+        .collect();
+    (!versions.is_empty()).then(|| BTreeMap::from([(SECRET_VERSIONS.into(), versions.join(","))]))
+}
+
+/// Pod template annotation: the resource versions of the Secrets the pods mount.
+pub const SECRET_VERSIONS: &str = "xmppfed.io/secret-versions";
+
+/// Every distinct CA Secret of the internal servers.
+fn internal_cas(inputs: &Inputs) -> Vec<String> {
+    inputs
+        .federation
+        .spec
+        .gateway
+        .internal_servers
+        .iter()
+        .filter_map(|s| s.ca_secret_name.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
+
 fn pod(
     inputs: &Inputs,
     component: Component,
@@ -189,6 +243,7 @@ fn pod(
     PodTemplateSpec {
         metadata: Some(ObjectMeta {
             labels: Some(labels::labels(&names.federation, component)),
+            annotations: secret_versions(inputs, component),
             ..Default::default()
         }),
         spec: Some(PodSpec {
@@ -306,11 +361,8 @@ fn gateway(inputs: &Inputs) -> StatefulSet {
     let spec = &inputs.federation.spec;
     let (dialback_secret, dialback_key) = inputs.dialback_secret();
     let link = spec.gateway.internal_link_port;
-    let internal_ca = spec
-        .gateway
-        .internal_servers
-        .iter()
-        .find_map(|s| s.ca_secret_name.clone());
+    // Every internal server's CA, in one projected volume.
+    let internal_cas = internal_cas(inputs);
     let mut args = Vec::new();
     flag(
         &mut args,
@@ -324,9 +376,14 @@ fn gateway(inputs: &Inputs) -> StatefulSet {
     flag(
         &mut args,
         "internal-ca",
-        match &internal_ca {
-            Some(_) => format!("{INTERNAL_CA_DIR}/ca.crt"),
-            None => SYSTEM_CA.into(),
+        if internal_cas.is_empty() {
+            SYSTEM_CA.into()
+        } else {
+            internal_cas
+                .iter()
+                .map(|name| format!("{INTERNAL_CA_DIR}/{name}.crt"))
+                .collect::<Vec<_>>()
+                .join(",")
         },
     );
     flag(
@@ -413,13 +470,32 @@ fn gateway(inputs: &Inputs) -> StatefulSet {
             ..Default::default()
         },
     ];
-    if let Some(ca) = internal_ca {
+    if !internal_cas.is_empty() {
         mounts.push(mount("internal-ca", INTERNAL_CA_DIR));
-        volumes.push(secret_volume(
-            "internal-ca",
-            &ca,
-            Some(vec![("ca.crt".into(), "ca.crt".into())]),
-        ));
+        volumes.push(Volume {
+            name: "internal-ca".into(),
+            projected: Some(ProjectedVolumeSource {
+                sources: Some(
+                    internal_cas
+                        .iter()
+                        .map(|name| VolumeProjection {
+                            secret: Some(SecretProjection {
+                                name: name.clone(),
+                                items: Some(vec![KeyToPath {
+                                    key: "ca.crt".into(),
+                                    path: format!("{name}.crt"),
+                                    ..Default::default()
+                                }]),
+                                ..Default::default()
+                            }),
+                            ..Default::default()
+                        })
+                        .collect(),
+                ),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
     }
     c.volume_mounts = Some(mounts);
     StatefulSet {
