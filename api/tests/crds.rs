@@ -24,6 +24,24 @@ fn committed_crds_match_the_types() {
     }
 }
 
+/// The Helm chart installs byte-identical copies (`charts/xmppfed/files/crds/`), so `helm
+/// install` and `kubectl apply -f crds/` give the same API.
+#[test]
+fn the_chart_carries_the_same_crds() {
+    let chart = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../charts/xmppfed/files/crds");
+    for kind in Kind::ALL {
+        let name = crdgen::file_name(kind);
+        let copy = std::fs::read_to_string(chart.join(&name)).unwrap_or_default();
+        let generated = crdgen::render(kind).unwrap();
+        assert!(
+            copy == generated,
+            "charts/xmppfed/files/crds/{name} differs from crds/{name}: run `cargo run -p xmppfed -- crds --out-dir crds && cp crds/*.yaml charts/xmppfed/files/crds/`"
+        );
+    }
+    let files = std::fs::read_dir(&chart).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(files, Kind::ALL.len(), "no other files in {}", chart.display());
+}
+
 fn schema_of(kind: Kind) -> serde_json::Value {
     let crd = kind.crd();
     serde_json::to_value(
