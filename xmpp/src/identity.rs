@@ -72,13 +72,24 @@ impl CertIdentities {
 
     /// Whether these identities prove `domain` (already normalised) for server-to-server use.
     pub fn proves(&self, domain: &str) -> bool {
-        self.dns
+        self.matching(domain).is_some()
+    }
+
+    /// The identity that proves `domain`, for diagnostics; `None` when none does. DNS-IDs are
+    /// tried first, then SRV-IDs, then id-on-xmppAddr.
+    pub fn matching(&self, domain: &str) -> Option<IdentityMatch<'_>> {
+        if let Some(pattern) = self.dns.iter().find(|p| dns_id_matches(p, domain)) {
+            return Some(IdentityMatch::DnsId(pattern));
+        }
+        if let Some((service, d)) = self.srv.iter().find(|(service, d)| {
+            (service == "_xmpp-server" || service == "_xmpps-server") && d == domain
+        }) {
+            return Some(IdentityMatch::SrvId { service, domain: d });
+        }
+        self.xmpp_addr
             .iter()
-            .any(|pattern| dns_id_matches(pattern, domain))
-            || self.srv.iter().any(|(service, d)| {
-                (service == "_xmpp-server" || service == "_xmpps-server") && d == domain
-            })
-            || self.xmpp_addr.iter().any(|a| a == domain)
+            .find(|a| *a == domain)
+            .map(|a| IdentityMatch::XmppAddr(a))
     }
 
     /// Every identity, for diagnostics.
@@ -91,6 +102,76 @@ impl CertIdentities {
         } else {
             parts.join(", ")
         }
+    }
+}
+
+/// Which subject alternative name proved a domain ([`CertIdentities::matching`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdentityMatch<'a> {
+    /// A dNSName, possibly a wildcard (`*.example.com`).
+    DnsId(&'a str),
+    /// An id-on-dnsSRV name for `_xmpp-server` or `_xmpps-server`.
+    SrvId { service: &'a str, domain: &'a str },
+    /// An id-on-xmppAddr.
+    XmppAddr(&'a str),
+}
+
+impl fmt::Display for IdentityMatch<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            IdentityMatch::DnsId(p) if p.starts_with("*.") => write!(f, "DNS-ID {p} (wildcard)"),
+            IdentityMatch::DnsId(p) => write!(f, "DNS-ID {p}"),
+            IdentityMatch::SrvId { service, domain } => write!(f, "SRV-ID {service}.{domain}"),
+            IdentityMatch::XmppAddr(a) => write!(f, "xmppAddr {a}"),
+        }
+    }
+}
+
+/// The extended key usages a certificate allows (its extendedKeyUsage extension).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyPurposes {
+    pub server_auth: bool,
+    pub client_auth: bool,
+    /// anyExtendedKeyUsage.
+    pub any: bool,
+}
+
+/// What a certificate says about itself, for diagnostics (`xmppfed probe`): subject and
+/// issuer, validity, purposes and identities. Judging it is [`TrustStore::judge`]'s job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertFacts {
+    /// Distinguished names as RFC 4514 text (empty when the certificate has none).
+    pub subject: String,
+    pub issuer: String,
+    /// Validity, in seconds since the Unix epoch.
+    pub not_before: i64,
+    pub not_after: i64,
+    /// `None` when the certificate has no extendedKeyUsage extension (any purpose).
+    pub purposes: Option<KeyPurposes>,
+    pub identities: CertIdentities,
+}
+
+impl CertFacts {
+    /// Reads the facts of a DER certificate.
+    pub fn from_der(der: &[u8]) -> Result<Self, CertProblem> {
+        let (_, cert) = X509Certificate::from_der(der)
+            .map_err(|e| CertProblem::Malformed(format!("cannot parse the certificate: {e}")))?;
+        let purposes = cert
+            .extended_key_usage()
+            .map_err(|e| CertProblem::Malformed(format!("cannot parse extendedKeyUsage: {e}")))?
+            .map(|eku| KeyPurposes {
+                server_auth: eku.value.server_auth,
+                client_auth: eku.value.client_auth,
+                any: eku.value.any,
+            });
+        Ok(Self {
+            subject: cert.subject().to_string(),
+            issuer: cert.issuer().to_string(),
+            not_before: cert.validity().not_before.timestamp(),
+            not_after: cert.validity().not_after.timestamp(),
+            purposes,
+            identities: CertIdentities::from_cert(&cert)?,
+        })
     }
 }
 
@@ -245,3 +326,76 @@ fn describe_webpki_error(e: &webpki::Error) -> String {
 
 #[cfg(test)]
 mod tests;
+
+/// The diagnostic helpers ([`CertFacts`], [`CertIdentities::matching`]) used by `xmppfed probe`.
+#[cfg(test)]
+mod facts_tests {
+    use super::*;
+    use crate::devca::{CertSpec, DevCa, Eku};
+
+    #[test]
+    fn matching_names_the_identity_that_proves_the_domain() {
+        let ids = CertIdentities {
+            dns: vec!["*.example.com".into(), "chat.example".into()],
+            srv: vec![("_xmpp-server".into(), "srv.example".into())],
+            xmpp_addr: vec!["addr.example".into()],
+        };
+        let shown = |d: &str| ids.matching(d).map(|m| m.to_string());
+        assert_eq!(
+            shown("chat.example").as_deref(),
+            Some("DNS-ID chat.example")
+        );
+        assert_eq!(
+            shown("a.example.com").as_deref(),
+            Some("DNS-ID *.example.com (wildcard)")
+        );
+        assert_eq!(
+            shown("srv.example").as_deref(),
+            Some("SRV-ID _xmpp-server.srv.example")
+        );
+        assert_eq!(
+            shown("addr.example").as_deref(),
+            Some("xmppAddr addr.example")
+        );
+        assert_eq!(shown("other.example"), None);
+        assert!(!ids.proves("example.com"));
+    }
+
+    #[test]
+    fn facts_report_names_validity_and_purposes() {
+        let ca = DevCa::new("facts CA").unwrap();
+        let server_only = ca
+            .issue(&CertSpec {
+                eku: Eku::ServerOnly,
+                common_name: Some("ignored.example".into()),
+                ..CertSpec::for_domain("partner.example")
+            })
+            .unwrap();
+        let f = CertFacts::from_der(&server_only.cert_der).unwrap();
+        assert_eq!(f.issuer, "CN=facts CA");
+        assert_eq!(f.subject, "CN=ignored.example");
+        assert_eq!(
+            f.purposes,
+            Some(KeyPurposes {
+                server_auth: true,
+                client_auth: false,
+                any: false
+            })
+        );
+        assert_eq!(f.identities.dns, vec!["partner.example".to_string()]);
+        let now = UnixTime::now().as_secs() as i64;
+        assert!(f.not_before < now && f.not_after > now + 800 * 86_400);
+
+        let none = ca
+            .issue(&CertSpec {
+                eku: Eku::None,
+                expired: true,
+                ..CertSpec::for_domain("partner.example")
+            })
+            .unwrap();
+        let f = CertFacts::from_der(&none.cert_der).unwrap();
+        assert_eq!(f.purposes, None);
+        assert!(f.not_after < now);
+        assert!(CertFacts::from_der(b"not a certificate").is_err());
+    }
+}
