@@ -73,6 +73,8 @@ pub fn order(mut records: Vec<SrvRecord>, mut random: impl FnMut(u32) -> u32) ->
 pub enum DnsError {
     #[error("{0} has no XMPP server-to-server service (its SRV records say so with target '.')")]
     NotOffered(String),
+    #[error("{0} has no address (no A or AAAA record)")]
+    NoAddress(String),
     #[error("DNS lookup for {domain} failed: {message}")]
     Lookup { domain: String, message: String },
 }
@@ -129,15 +131,23 @@ impl Dns {
         }
     }
 
+    /// The SRV records of one service of `domain` as published: `_xmpps-server._tcp` (direct
+    /// TLS) or `_xmpp-server._tcp` (STARTTLS); a `.` target (service explicitly not offered)
+    /// is kept. `None` when the name has no SRV records at all. For diagnostics that report
+    /// each service separately (`xmppfed probe`); [`Dns::targets`] merges both.
+    pub async fn srv_records(
+        &self,
+        domain: &str,
+        direct_tls: bool,
+    ) -> Result<Option<Vec<SrvRecord>>, DnsError> {
+        self.srv(&srv_name(domain, direct_tls), direct_tls).await
+    }
+
     /// Targets for `domain`, in the order to try them.
     pub async fn targets(&self, domain: &str) -> Result<Vec<Target>, DnsError> {
-        let (direct_name, starttls_name) = (
-            format!("_xmpps-server._tcp.{domain}."),
-            format!("_xmpp-server._tcp.{domain}."),
-        );
         let (direct, starttls) = tokio::join!(
-            self.srv(&direct_name, true),
-            self.srv(&starttls_name, false)
+            self.srv_records(domain, true),
+            self.srv_records(domain, false)
         );
         let (direct, starttls) = (direct?, starttls?);
         if direct.is_none() && starttls.is_none() {
@@ -161,16 +171,28 @@ impl Dns {
             return Ok(vec![SocketAddr::new(ip, port)]);
         }
         let fqdn = format!("{}.", host.trim_end_matches('.'));
-        let lookup = self
-            .resolver
-            .lookup_ip(fqdn)
-            .await
-            .map_err(|e| DnsError::Lookup {
-                domain: host.to_string(),
-                message: e.to_string(),
-            })?;
+        let lookup = self.resolver.lookup_ip(fqdn).await.map_err(|e| {
+            if e.is_no_records_found() || e.is_nx_domain() {
+                DnsError::NoAddress(host.to_string())
+            } else {
+                DnsError::Lookup {
+                    domain: host.to_string(),
+                    message: e.to_string(),
+                }
+            }
+        })?;
         Ok(lookup.iter().map(|ip| SocketAddr::new(ip, port)).collect())
     }
+}
+
+/// The fully qualified SRV name of a domain's server-to-server service.
+pub fn srv_name(domain: &str, direct_tls: bool) -> String {
+    let service = if direct_tls {
+        "_xmpps-server"
+    } else {
+        "_xmpp-server"
+    };
+    format!("{service}._tcp.{}.", domain.trim_end_matches('.'))
 }
 
 fn random_up_to(n: u32) -> u32 {
@@ -230,6 +252,18 @@ mod tests {
         // random() returning the top of the range picks the record that ends the sum.
         assert_eq!(order(records.clone(), |n| n)[0].host, "heavy.example");
         assert_eq!(order(records, |_| 1)[0].host, "light.example");
+    }
+
+    #[test]
+    fn srv_names_are_fully_qualified_per_service() {
+        assert_eq!(
+            srv_name("example.com", true),
+            "_xmpps-server._tcp.example.com."
+        );
+        assert_eq!(
+            srv_name("example.com.", false),
+            "_xmpp-server._tcp.example.com."
+        );
     }
 
     #[test]
