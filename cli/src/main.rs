@@ -6,11 +6,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
-use xmppfed::manifests::read_sources;
+use xmppfed::manifests::{compile_sources, read_sources};
 use xmppfed::standalone;
 use xmppfed_api::admission::{Admission, Kind};
+use xmppfed_api::crdgen;
 use xmppfed_api::validate::validate_sources;
-use xmppfed_api::{compile, crdgen};
 
 #[derive(Parser)]
 #[command(name = "xmppfed", version, about = "Kubernetes-native XMPP federation edge", long_about = None)]
@@ -127,32 +127,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Compile { files, federation } => {
             let sources = read_sources(&files)?;
-            let report = validate_sources(&sources, &Admission::new());
-            if report.has_errors() {
-                for p in report
-                    .problems
-                    .iter()
-                    .filter(|p| p.level == xmppfed_api::validate::Level::Error)
-                {
-                    eprintln!("{p}");
+            match compile_sources(&sources, federation.as_deref()) {
+                Ok(c) => {
+                    println!("{}", serde_json::to_string_pretty(&c.compilation.document)?);
+                    Ok(ExitCode::SUCCESS)
                 }
-                bail!("the manifests have errors; nothing compiled");
+                Err(problems) => {
+                    for p in &problems {
+                        eprintln!("{p}");
+                    }
+                    bail!("nothing compiled");
+                }
             }
-            let objects = &report.objects;
-            let fed = match (&federation, objects.federations.as_slice()) {
-                (Some(name), feds) => feds
-                    .iter()
-                    .find(|f| f.metadata.name.as_deref() == Some(name))
-                    .with_context(|| {
-                        format!("no XmppFederation named {name} among the manifests")
-                    })?,
-                (None, [one]) => one,
-                (None, []) => bail!("no XmppFederation among the manifests"),
-                (None, _) => bail!("several XmppFederations: choose one with --federation"),
-            };
-            let c = compile::compile(fed, &objects.partners, &objects.policies)?;
-            println!("{}", serde_json::to_string_pretty(&c.document)?);
-            Ok(ExitCode::SUCCESS)
         }
         Command::Crds { out_dir } => {
             for kind in Kind::ALL {

@@ -9,16 +9,13 @@
 //!   directory (its trust anchor is printed). The internal link always gets its own in-memory CA.
 //! - The dialback secret is generated once into the state directory.
 
-use crate::manifests::read_sources;
+use crate::manifests::{compile_sources, read_sources};
 use anyhow::{Context, Result, bail};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use xmppfed_api::admission::Admission;
-use xmppfed_api::compile::compile;
-use xmppfed_api::validate::{Level, validate_sources};
 use xmppfed_gateway::dns::DnsConfig;
 use xmppfed_gateway::store::RedbStore;
 use xmppfed_policy::PolicyDocument;
@@ -69,45 +66,11 @@ struct Loaded {
 /// Validates and compiles the manifests; errors come back one line each.
 fn load(files: &[PathBuf], federation: Option<&str>) -> Result<Loaded, Vec<String>> {
     let sources = read_sources(files).map_err(|e| vec![format!("{e:#}")])?;
-    let report = validate_sources(&sources, &Admission::new());
-    let line = |p: &xmppfed_api::validate::Problem| p.to_string();
-    if report.has_errors() {
-        return Err(report
-            .problems
-            .iter()
-            .filter(|p| p.level == Level::Error)
-            .map(line)
-            .collect());
-    }
-    let feds = &report.objects.federations;
-    let fed = match (federation, feds.as_slice()) {
-        (Some(name), _) => feds
-            .iter()
-            .find(|f| f.metadata.name.as_deref() == Some(name))
-            .ok_or_else(|| {
-                vec![format!(
-                    "no XmppFederation named {name} among the manifests"
-                )]
-            })?,
-        (None, [one]) => one,
-        (None, []) => return Err(vec!["no XmppFederation among the manifests".into()]),
-        (None, _) => {
-            return Err(vec![
-                "several XmppFederations: choose one with --federation".into(),
-            ]);
-        }
-    };
-    let compiled = compile(fed, &report.objects.partners, &report.objects.policies)
-        .map_err(|e| vec![e.to_string()])?;
+    let compiled = compile_sources(&sources, federation)?;
     Ok(Loaded {
-        partners: compiled.accepted_partners.len(),
-        document: compiled.document,
-        warnings: report
-            .problems
-            .iter()
-            .filter(|p| p.level != Level::Error)
-            .map(line)
-            .collect(),
+        partners: compiled.compilation.accepted_partners.len(),
+        document: compiled.compilation.document,
+        warnings: compiled.warnings,
     })
 }
 
