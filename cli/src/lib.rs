@@ -1,4 +1,6 @@
-//! The `xmppfed` command line's logic: reading manifests, and standalone mode (`up`).
+//! The `xmppfed` command line's logic: reading manifests, standalone mode (`up`) and
+//! federation diagnostics (`probe`).
 
 pub mod manifests;
+pub mod probe;
 pub mod standalone;

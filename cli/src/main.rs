@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 use xmppfed::manifests::{compile_sources, read_sources};
+use xmppfed::probe::{self, explain};
 use xmppfed::standalone;
 use xmppfed_api::admission::{Admission, Kind};
 use xmppfed_api::crdgen;
@@ -94,8 +95,54 @@ enum Command {
     /// XmppFederation, partners and access policies you would `kubectl apply`, watched for
     /// changes. Ctrl-C drains and stops.
     Up(Box<UpArgs>),
-    /// Diagnose federation with a remote domain step by step.
-    Probe { domain: String },
+    /// Diagnose federation with a remote domain step by step: SRV records, TCP, STARTTLS /
+    /// direct TLS, the certificate (chain, expiry, identity, purposes), stream features, and
+    /// with --from: SASL EXTERNAL or dialback and an XEP-0199 ping. Each failure says its
+    /// likely cause and fix. With --policy, explain instead which partner entry and settings of
+    /// a policy apply to the domain (no network). Exit code: 0 nothing failed (warnings
+    /// allowed), 1 a step failed (--policy: the domain would be refused), 2 bad usage or input.
+    Probe(Box<ProbeArgs>),
+}
+
+#[derive(clap::Args)]
+struct ProbeArgs {
+    /// The remote XMPP domain, e.g. partner.example.
+    domain: String,
+    /// Our domain: sent as the stream's 'from' and authenticated with --cert/--key or
+    /// --dialback-secret. Without it no 'from' is sent and authentication is skipped.
+    #[arg(long)]
+    from: Option<String>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Trust anchors for the remote certificate, PEM (repeatable) [default: the system bundle].
+    #[arg(long)]
+    ca: Vec<PathBuf>,
+    /// Our certificate chain for --from (PEM): presented in TLS, enables SASL EXTERNAL.
+    #[arg(long, requires_all = ["key", "from"])]
+    cert: Option<PathBuf>,
+    /// The private key of --cert (PEM).
+    #[arg(long, requires = "cert")]
+    key: Option<PathBuf>,
+    /// Enables dialback with this secret. The remote verifies the key with --from's
+    /// authoritative server, so this works only when --from is served by a running xmppfed
+    /// edge with the same secret (xmppfed up: <state-dir>/dialback-secret).
+    #[arg(long, requires = "from")]
+    dialback_secret: Option<PathBuf>,
+    /// Ask this DNS server (ip:port) instead of the system's.
+    #[arg(long)]
+    dns_server: Option<SocketAddr>,
+    /// Seconds each network step may take.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=600))]
+    timeout: u64,
+    /// Explain which partner entry and settings of this policy apply to the domain: CR YAML
+    /// (a file or directory, as for validate -f) or a compiled policy document (policy.json,
+    /// policy.json.gz). No network.
+    #[arg(long, conflicts_with_all = ["ca", "cert", "key", "dialback_secret", "dns_server"])]
+    policy: Option<PathBuf>,
+    /// With --policy on manifests: which XmppFederation (needed when there are several).
+    #[arg(long, requires = "policy")]
+    federation: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -156,13 +203,46 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Up(args) => up(*args),
-        Command::Probe { domain } => {
-            eprintln!(
-                "xmppfed probe {domain}: federation diagnostics are not available yet in this build."
-            );
-            Ok(ExitCode::from(3))
-        }
+        Command::Probe(args) => run_probe(*args),
     }
+}
+
+fn run_probe(args: ProbeArgs) -> Result<ExitCode> {
+    if let Some(policy) = args.policy {
+        let explanation = explain::explain(&explain::ExplainOptions {
+            policy,
+            domain: args.domain,
+            from: args.from,
+            federation: args.federation,
+        })?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&explanation)?);
+        } else {
+            print!("{}", explanation.to_text());
+        }
+        return Ok(ExitCode::from(explanation.exit_code()));
+    }
+    let options = probe::Options {
+        domain: args.domain,
+        from: args.from,
+        ca: args.ca,
+        cert: args.cert,
+        key: args.key,
+        dialback_secret: args.dialback_secret,
+        dns_server: args.dns_server,
+        timeout: Duration::from_secs(args.timeout),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let report = runtime.block_on(probe::probe(&options))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.to_text());
+    }
+    Ok(ExitCode::from(report.exit_code()))
 }
 
 fn up(args: UpArgs) -> Result<ExitCode> {
