@@ -27,7 +27,9 @@
 //! Targets are tried in the order the proxy would try them ([`xmppfed_proxy::dns::order`]);
 //! for each service (STARTTLS, direct TLS) the probe stops at the first address that completes
 //! TLS, so at most one STARTTLS and one direct-TLS server are examined in depth. The
-//! authentication runs against the first address that completed TLS.
+//! authentication runs against the first address that completed TLS. When some address
+//! completed TLS, the failures of the others (down, refused, not TLS) become warnings: peers
+//! fall back to the working one, after a delay.
 //!
 //! # Decisions
 //!
@@ -41,12 +43,19 @@
 //!   `--from`'s own SRV records — to verify the key, so it only succeeds when `--from` is served
 //!   by a running xmppfed edge holding that same secret. With both, SASL is tried first and
 //!   dialback is the fallback, as the proxy does.
-//! - The authentication drives [`xmppfed_xmpp::outbound::OutboundSession`] itself instead of calling
-//!   [`xmppfed_xmpp::outbound::negotiate`]: it needs to see the SASL and dialback answers to
-//!   explain a refusal, and to request XEP-0288 bidi when offered.
+//! - The authentication drives [`xmppfed_xmpp::outbound::OutboundSession`] itself instead of
+//!   calling [`xmppfed_xmpp::outbound::negotiate`]: it needs to see the SASL and dialback
+//!   answers to explain a refusal, and to request XEP-0288 bidi when offered. Its settings
+//!   allow what was given: TLS required; SASL required (`--cert` alone), not supported
+//!   (`--dialback-secret` alone) or optional (both), dialback with a secret only.
 //! - The ping needs bidi: on a one-way stream the remote sends its answer over a connection
 //!   it opens to `--from`'s own server, not to this probe. Without bidi the ping is skipped,
-//!   with that explanation.
+//!   with that explanation. After dialback, even with bidi, the remote may answer over the
+//!   connection it opened to `--from`'s server to verify the key (Prosody 0.12 does): no
+//!   answer is then a warning saying so, not a failure.
+//! - Servers that accept only certificates (Prosody's `s2s_secure_auth`, an xmppfed partner
+//!   without dialback) close the stream right after TLS when the probe presents none: a
+//!   warning about the probe's view, not a failure of the domain.
 //! - An `error` answer to the ping still proves the round trip: `service-unavailable` and
 //!   `feature-not-implemented` (ping not supported) are ok with a note, other errors a warning.
 //! - A certificate without clientAuth is a note, not a warning: it is fine for receiving
@@ -247,15 +256,38 @@ impl Prober {
         let targets = self.discover().await;
         let mut reached: Option<Reached> = None;
         let mut done = [false; 2];
+        // Steps of attempts that did not get as far as TLS.
+        let mut failed_attempts = Vec::new();
         for target in &targets {
             if done[usize::from(target.direct_tls)] {
                 continue;
             }
+            let first = self.steps.len();
             for addr in self.resolve(target).await {
+                let attempt = self.steps.len();
                 if let Some(r) = self.probe_address(target, addr).await {
                     done[usize::from(target.direct_tls)] = true;
                     reached.get_or_insert(r);
+                    failed_attempts.push(first..attempt);
                     break;
+                }
+            }
+            if !done[usize::from(target.direct_tls)] {
+                failed_attempts.push(first..self.steps.len());
+            }
+        }
+        // A dead target is a warning when another one works: peers fall back to it.
+        if let Some(r) = &reached {
+            let working = addr_target(r.addr, &r.target);
+            for i in failed_attempts.into_iter().flatten() {
+                let step = &mut self.steps[i];
+                if step.status == Status::Fail {
+                    step.status = Status::Warn;
+                    if let Some(cause) = &mut step.cause {
+                        cause.push_str(&format!(
+                            "; {working} works, so peers fall back to it, after this attempt times out or fails"
+                        ));
+                    }
                 }
             }
         }

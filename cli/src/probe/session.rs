@@ -85,7 +85,7 @@ impl Prober {
             self.negotiate(reached, &from, settings, secret, &mut trace),
         )
         .await;
-        let mut conn = match established {
+        let (mut conn, method) = match established {
             Ok(Ok((conn, method))) => {
                 let how = match method {
                     Method::SaslExternal => {
@@ -111,7 +111,7 @@ impl Prober {
                     Status::Ok,
                     format!("authenticated as {from} by {how}{bidi}"),
                 ));
-                conn
+                (conn, method)
             }
             Ok(Err(reason)) => {
                 let why = self.auth_advice(&reason, &trace, &from);
@@ -166,7 +166,7 @@ impl Prober {
             }
         };
         if trace.bidi {
-            self.ping(&mut conn, &from).await;
+            self.ping(&mut conn, &from, method).await;
         } else {
             self.push(Step::new(
                 "ping",
@@ -360,7 +360,7 @@ impl Prober {
         )
     }
 
-    async fn ping(&mut self, conn: &mut XmppConn, from: &str) {
+    async fn ping(&mut self, conn: &mut XmppConn, from: &str, method: Method) {
         let d = self.domain.clone();
         let id = format!("probe-{}", &stream::new_stream_id()[..12]);
         let iq = Element::new(ns::SERVER, "iq")
@@ -444,6 +444,19 @@ impl Prober {
                     format!("look in {d}'s server log"),
                 ),
             ),
+            // To check our dialback key the remote connected to `from`'s own server, and it
+            // may answer over that connection instead (Prosody does): seen with a real one.
+            Err(_) if matches!(method, Method::TlsDialback | Method::TcpDialback) => Step::new(
+                "ping",
+                Some(d.clone()),
+                started,
+                Status::Warn,
+                format!("no answer over this stream within {} s", self.secs()),
+            )
+            .because(advice(
+                format!("to verify our dialback key {d} connected to {from}'s own server, and it most likely sent its answer over that connection (XEP-0288 lets it choose), so the answer reached {from}'s server, not this probe"),
+                format!("nothing to fix if {from}'s server received the answer; to time a round trip here, authenticate with SASL EXTERNAL (--cert/--key)"),
+            )),
             Err(_) => Step::new(
                 "ping",
                 Some(d.clone()),
