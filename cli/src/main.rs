@@ -124,7 +124,7 @@ struct ProbeArgs {
     /// The private key of --cert (PEM).
     #[arg(long, requires = "cert")]
     key: Option<PathBuf>,
-    /// Enables dialback with this secret. The remote verifies the key with --from's
+    /// Enables dialback with the secret in this file. The remote verifies the key with --from's
     /// authoritative server, so this works only when --from is served by a running xmppfed
     /// edge with the same secret (xmppfed up: <state-dir>/dialback-secret).
     #[arg(long, requires = "from")]

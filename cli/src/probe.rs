@@ -24,7 +24,8 @@
 //! | `authentication` | `addr (mode)` | a fresh stream, the real negotiation (`OutboundSession`) as `--from` |
 //! | `ping` | `D` | XEP-0199 on the authenticated stream, timed |
 //!
-//! Targets are tried in the order the proxy would try them ([`xmppfed_proxy::dns::order`]);
+//! Targets are tried in the order the proxy would try them ([`xmppfed_proxy::dns::order`],
+//! without its weighted random choice so that two runs report the same order);
 //! for each service (STARTTLS, direct TLS) the probe stops at the first address that completes
 //! TLS, so at most one STARTTLS and one direct-TLS server are examined in depth. The
 //! authentication runs against the first address that completed TLS. When some address
@@ -78,7 +79,7 @@ use advice::{dns_unreachable, firewall, tls_failure};
 use anyhow::{Context, Result};
 use report::advice;
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -139,8 +140,8 @@ struct Prober {
     secret: Option<DialbackSecret>,
     step_timeout: Duration,
     steps: Vec<Step>,
-    /// Addresses already known (the A/AAAA fallback), by `host:port`.
-    known_addresses: BTreeMap<String, Vec<SocketAddr>>,
+    /// Addresses already looked up, by host (both services often share one).
+    known_addresses: BTreeMap<String, Vec<IpAddr>>,
 }
 
 /// One address that completed TLS.
@@ -318,7 +319,9 @@ impl Prober {
     /// Both SRV services, then the A/AAAA fallback; the targets in the order to try them.
     async fn discover(&mut self) -> Vec<Target> {
         let mut records: Vec<SrvRecord> = Vec::new();
+        // By service, [STARTTLS, direct TLS]: any SRV record, and one with a real target.
         let mut published = [false; 2];
+        let mut usable = [false; 2];
         let mut failed = false;
         for direct in [true, false] {
             let name = srv_name(&self.domain, direct);
@@ -349,6 +352,7 @@ impl Prober {
                 Ok(Ok(None)) => self.no_srv_step(direct, shown, started),
                 Ok(Ok(Some(found))) => {
                     published[usize::from(direct)] = true;
+                    usable[usize::from(direct)] = found.iter().any(|r| r.target != ".");
                     let step = srv_step(&found, shown, started);
                     records.extend(found);
                     step
@@ -357,7 +361,7 @@ impl Prober {
             self.push(step);
         }
         // A missing _xmpp-server next to a published _xmpps-server is reported when both are known.
-        if published[1]
+        if usable[1]
             && !published[0]
             && !failed
             && let Some(step) = self.steps.iter_mut().rev().find(|s| s.name == "srv")
@@ -425,7 +429,8 @@ impl Prober {
         let step = match answer {
             Ok(Ok(addrs)) if !addrs.is_empty() => {
                 let shown_addrs = join(&addrs);
-                self.known_addresses.insert(shown.clone(), addrs);
+                self.known_addresses
+                    .insert(d.clone(), addrs.iter().map(SocketAddr::ip).collect());
                 Step::new(
                     "address-fallback",
                     Some(shown.clone()),
@@ -481,10 +486,13 @@ impl Prober {
     /// The addresses of a target host (a step unless already known or an IP literal).
     async fn resolve(&mut self, target: &Target) -> Vec<SocketAddr> {
         let key = format!("{}:{}", target.host, target.port);
-        if let Some(known) = self.known_addresses.get(&key) {
-            return known.clone();
+        if let Some(known) = self.known_addresses.get(&target.host) {
+            return known
+                .iter()
+                .map(|ip| SocketAddr::new(*ip, target.port))
+                .collect();
         }
-        if let Ok(ip) = target.host.parse::<std::net::IpAddr>() {
+        if let Ok(ip) = target.host.parse::<IpAddr>() {
             return vec![SocketAddr::new(ip, target.port)];
         }
         let started = Instant::now();
@@ -542,7 +550,10 @@ impl Prober {
             ),
         };
         self.push(step);
-        self.known_addresses.insert(key, addrs.clone());
+        self.known_addresses.insert(
+            target.host.clone(),
+            addrs.iter().map(SocketAddr::ip).collect(),
+        );
         addrs
     }
 

@@ -352,9 +352,53 @@ fn nothing_published_or_nothing_listening_fails_with_its_cause() {
     let dns = Dns::start(
         dir.path(),
         ip(104, 1),
-        &[Srv("_xmpp-server._tcp.dead.example", &dead, 15269)],
+        &[
+            Srv("_xmpp-server._tcp.dead.example", &dead, 15269),
+            Srv("_xmpps-server._tcp.direct-only.example", &dead, 15270),
+            Srv("_xmpps-server._tcp.declined.example", ".", 0),
+            Srv("_xmpp-server._tcp.declined.example", ".", 0),
+        ],
     );
     let server = dns.addr.to_string();
+
+    // Both services explicitly not offered.
+    let run = xmppfed(&[
+        "probe",
+        "declined.example",
+        "--dns-server",
+        &server,
+        "--json",
+    ]);
+    assert_eq!(run.code, 1, "{}", run.all());
+    let report = run.json();
+    assert_eq!(status_of(&report, "srv"), ["ok", "ok"], "{report:#}");
+    let service = steps(&report, "service");
+    assert_eq!(service[0]["status"], "fail", "{report:#}");
+    assert!(
+        service[0]["cause"]
+            .as_str()
+            .unwrap_or("")
+            .contains("explicitly declines XMPP federation"),
+        "{report:#}"
+    );
+
+    // Only _xmpps-server: older servers will not find it.
+    let run = xmppfed(&[
+        "probe",
+        "direct-only.example",
+        "--dns-server",
+        &server,
+        "--json",
+    ]);
+    let report = run.json();
+    assert_eq!(status_of(&report, "srv"), ["ok", "warn"], "{report:#}");
+    assert!(
+        steps(&report, "srv")[1]["fix"]
+            .as_str()
+            .unwrap_or("")
+            .contains("publish _xmpp-server._tcp.direct-only.example"),
+        "{report:#}"
+    );
 
     let run = xmppfed(&["probe", "nowhere.example", "--dns-server", &server]);
     assert_eq!(run.code, 1, "{}", run.all());

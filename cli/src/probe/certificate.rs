@@ -338,10 +338,114 @@ impl Prober {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::probe::Options;
+    use xmppfed_xmpp::devca::{CertSpec, DevCa, Eku};
 
     #[test]
     fn dates_are_iso() {
         assert_eq!(date(0), "1970-01-01");
         assert_eq!(date(1_778_000_000), "2026-05-05");
+    }
+
+    /// The certificate steps for `spec` issued by `issuer`, judged against `trusted`.
+    fn judge(trusted: &DevCa, issuer: &DevCa, spec: &CertSpec) -> Vec<Step> {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.crt");
+        std::fs::write(&ca, &trusted.cert_pem).unwrap();
+        let mut prober = Prober::new(&Options {
+            domain: "partner.example".into(),
+            from: None,
+            ca: vec![ca],
+            cert: None,
+            key: None,
+            dialback_secret: None,
+            // Never asked: no step here needs DNS.
+            dns_server: Some("127.0.0.1:9".parse().unwrap()),
+            timeout: Duration::from_secs(1),
+        })
+        .unwrap();
+        let leaf = issuer.issue(spec).unwrap();
+        let target = Target {
+            host: "xmpp.partner.example".into(),
+            port: 5269,
+            direct_tls: false,
+        };
+        prober.judge_certificate("192.0.2.1:5269 (STARTTLS)", &[leaf.cert_der], &target);
+        prober.steps
+    }
+
+    fn find<'a>(steps: &'a [Step], name: &str) -> &'a Step {
+        steps.iter().find(|s| s.name == name).unwrap()
+    }
+
+    #[test]
+    fn an_expired_certificate_fails_chain_and_expiry_with_the_date() {
+        let ca = DevCa::new("probe CA").unwrap();
+        let spec = CertSpec {
+            expired: true,
+            ..CertSpec::for_domain("partner.example")
+        };
+        let steps = judge(&ca, &ca, &spec);
+        let chain = find(&steps, "certificate-chain");
+        assert_eq!(chain.status, Status::Fail);
+        assert!(
+            chain.cause.as_deref().unwrap().contains("has expired"),
+            "{chain:?}"
+        );
+        let expiry = find(&steps, "certificate-expiry");
+        assert_eq!(expiry.status, Status::Fail);
+        assert!(
+            expiry.detail.starts_with("expired on 2021-01-01"),
+            "{expiry:?}"
+        );
+        // The name is still right: only the dates are wrong.
+        assert_eq!(find(&steps, "certificate-identity").status, Status::Ok);
+    }
+
+    #[test]
+    fn a_foreign_ca_and_a_missing_name_are_told_apart() {
+        let ours = DevCa::new("our CA").unwrap();
+        let theirs = DevCa::new("their CA").unwrap();
+        let steps = judge(&ours, &theirs, &CertSpec::for_domain("partner.example"));
+        let chain = find(&steps, "certificate-chain");
+        assert_eq!(chain.status, Status::Fail);
+        assert!(
+            chain.cause.as_deref().unwrap().contains("CN=their CA"),
+            "{chain:?}"
+        );
+        assert!(chain.fix.as_deref().unwrap().contains("--ca"), "{chain:?}");
+
+        let steps = judge(&ours, &ours, &CertSpec::for_domain("xmpp.partner.example"));
+        assert_eq!(find(&steps, "certificate-chain").status, Status::Ok);
+        let identity = find(&steps, "certificate-identity");
+        assert_eq!(identity.status, Status::Fail);
+        let cause = identity.cause.as_deref().unwrap();
+        assert!(
+            cause.contains("SRV target host xmpp.partner.example alone is not enough"),
+            "{cause}"
+        );
+    }
+
+    #[test]
+    fn purposes_server_only_is_a_note_and_no_eku_means_any() {
+        let ca = DevCa::new("probe CA").unwrap();
+        let server_only = CertSpec {
+            eku: Eku::ServerOnly,
+            ..CertSpec::for_domain("partner.example")
+        };
+        let steps = judge(&ca, &ca, &server_only);
+        let purpose = find(&steps, "certificate-purpose");
+        assert_eq!(purpose.status, Status::Ok);
+        assert!(purpose.detail.contains("no clientAuth"), "{purpose:?}");
+        let none = CertSpec {
+            eku: Eku::None,
+            ..CertSpec::for_domain("partner.example")
+        };
+        let steps = judge(&ca, &ca, &none);
+        assert_eq!(
+            find(&steps, "certificate-purpose").detail,
+            "no extendedKeyUsage extension: any purpose"
+        );
+        assert!(steps.iter().all(|s| s.status == Status::Ok), "{steps:?}");
     }
 }
