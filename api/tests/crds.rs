@@ -39,7 +39,12 @@ fn the_chart_carries_the_same_crds() {
         );
     }
     let files = std::fs::read_dir(&chart).map(|d| d.count()).unwrap_or(0);
-    assert_eq!(files, Kind::ALL.len(), "no other files in {}", chart.display());
+    assert_eq!(
+        files,
+        Kind::ALL.len(),
+        "no other files in {}",
+        chart.display()
+    );
 }
 
 fn schema_of(kind: Kind) -> serde_json::Value {

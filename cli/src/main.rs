@@ -52,13 +52,13 @@ struct UpArgs {
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<PathBuf>,
     /// CA bundle for partner certificates (repeatable) [default: the system bundle].
-    #[arg(long)]
+    #[arg(long, env = "XMPPFED_PEER_CA", value_delimiter = ',')]
     peer_ca: Vec<PathBuf>,
     /// CA bundle for the internal servers' certificates (repeatable) [default: the system bundle].
-    #[arg(long)]
+    #[arg(long, env = "XMPPFED_INTERNAL_CA", value_delimiter = ',')]
     internal_ca: Vec<PathBuf>,
     /// DNS server for partner SRV lookups [default: the system's].
-    #[arg(long)]
+    #[arg(long, env = "XMPPFED_DNS_SERVER")]
     dns_server: Option<SocketAddr>,
     /// Log level filter (RUST_LOG syntax).
     #[arg(long, env = "RUST_LOG", default_value = "warn")]
