@@ -9,11 +9,15 @@
 use serde_json::Value;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use xmppfed_testkit::Pki;
 use xmppfed_testkit::servers::{Dns, Prosody, ProsodyOptions, Srv, servers_available};
 use xmppfed_xmpp::devca::CertSpec;
+
+mod support;
+
+use support::Running;
 
 const DOMAIN: &str = "probe.example";
 
@@ -435,15 +439,6 @@ fn free_port(ip: Ipv4Addr) -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free port")
-}
-
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// `xmppfed up -f <manifests>` with its partner listener on `starttls` (chosen before, as the

@@ -16,14 +16,16 @@
 //! edge), `.3` the internal DNS (fabrikam.com → the gateway), `.4` the internal Prosody
 //! `contoso.com`, `.5` the partner's Prosody `fabrikam.com`.
 
-use std::io::{BufRead, BufReader};
 use std::net::Ipv4Addr;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 use xmppfed_testkit::Pki;
+
+mod support;
+
+use support::{expect_line, lines};
 use xmppfed_testkit::servers::{Dns, Prosody, ProsodyOptions, Srv, User, c2s_available};
 use xmppfed_xmpp::devca::CertSpec;
 
@@ -71,9 +73,9 @@ fn the_readme_has_two_commands_the_main_job_and_the_tests() {
 }
 
 /// The running command's process group, interrupted (as Ctrl-C does) and reaped on drop.
-struct Running(Child);
+struct Group(Child);
 
-impl Drop for Running {
+impl Drop for Group {
     fn drop(&mut self) {
         let group = format!("-{}", self.0.id());
         let _ = Command::new("kill").args(["-INT", "--", &group]).status();
@@ -87,39 +89,6 @@ impl Drop for Running {
         let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
         let _ = self.0.wait();
     }
-}
-
-fn lines(stream: impl std::io::Read + Send + 'static) -> Receiver<String> {
-    let (tx, rx) = channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stream).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
-
-fn expect_line(
-    rx: &Receiver<String>,
-    needle: &str,
-    within: Duration,
-    seen: &mut Vec<String>,
-) -> String {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
-            seen.push(line.clone());
-            if line.contains(needle) {
-                return line;
-            }
-        }
-    }
-    panic!(
-        "no line with {needle:?} within {within:?}; output so far:\n{}",
-        seen.join("\n")
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -186,7 +155,7 @@ async fn a_fresh_clone_runs_the_readme_command_and_a_message_reaches_a_real_part
         .stderr(Stdio::piped())
         .spawn()
         .expect("the README's command starts");
-    let mut up = Running(child);
+    let mut up = Group(child);
     let out = lines(up.0.stdout.take().expect("stdout"));
     let err = lines(up.0.stderr.take().expect("stderr"));
     let mut seen = Vec::new();

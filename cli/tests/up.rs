@@ -3,12 +3,18 @@
 //! apply a manifest change live, keep the running policy when a change is invalid, and stop
 //! cleanly on Ctrl-C (SIGINT).
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{Receiver, channel};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+mod support;
+
+use support::{Running, expect_line, lines};
+
+/// How long `up` may take to print an expected line.
+const WAIT: Duration = Duration::from_secs(20);
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -31,50 +37,11 @@ fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
         .map(|(_, body)| body.trim().to_string())
 }
 
-/// Lines of a child's output, as they come.
-fn lines(stream: impl Read + Send + 'static) -> Receiver<String> {
-    let (tx, rx) = channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stream).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
-
-/// Waits for a line containing `needle`; returns it.
-fn expect_line(rx: &Receiver<String>, needle: &str, seen: &mut Vec<String>) -> String {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
-            seen.push(line.clone());
-            if line.contains(needle) {
-                return line;
-            }
-        }
-    }
-    panic!(
-        "no line with {needle:?}; output so far:\n{}",
-        seen.join("\n")
-    );
-}
-
 fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while !check() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 
@@ -113,12 +80,12 @@ fn up_runs_the_examples_applies_changes_keeps_the_last_good_policy_and_stops_on_
     let err = lines(up.0.stderr.take().expect("stderr"));
     let mut seen = Vec::new();
 
-    let first = expect_line(&out, "federation xmpp/contoso", &mut seen);
+    let first = expect_line(&out, "federation xmpp/contoso", WAIT, &mut seen);
     let version = first.rsplit(' ').next().expect("version").to_string();
     assert!(first.contains("5 partner(s)"), "{first}");
-    expect_line(&out, "partners connect to", &mut seen);
-    expect_line(&out, "trust anchor", &mut seen);
-    expect_line(&out, "watching", &mut seen);
+    expect_line(&out, "partners connect to", WAIT, &mut seen);
+    expect_line(&out, "trust anchor", WAIT, &mut seen);
+    expect_line(&out, "watching", WAIT, &mut seen);
     for addr in [http, gateway_http] {
         wait_until("the policy served", || {
             http_get(addr, "/policy-version").as_deref() == Some(version.as_str())
@@ -135,7 +102,7 @@ fn up_runs_the_examples_applies_changes_keeps_the_last_good_policy_and_stops_on_
         "---\napiVersion: xmppfed.io/v1alpha1\nkind: XmppAllowedPartner\nmetadata:\n  name: tailspin\n  namespace: xmpp\nspec:\n  domain: tailspin.example\n",
     );
     std::fs::write(manifests.join("partners.yaml"), &partners).expect("write");
-    let applied = expect_line(&out, "policy sha256:", &mut seen);
+    let applied = expect_line(&out, "policy sha256:", WAIT, &mut seen);
     assert!(applied.contains("6 partner(s)"), "{applied}");
     let second = applied.split(' ').nth(1).expect("version").to_string();
     assert_ne!(second, version);
@@ -152,9 +119,9 @@ fn up_runs_the_examples_applies_changes_keeps_the_last_good_policy_and_stops_on_
     )
     .expect("write");
     let mut errors = Vec::new();
-    let problem = expect_line(&err, "spec.domain", &mut errors);
+    let problem = expect_line(&err, "spec.domain", WAIT, &mut errors);
     assert!(problem.contains("broken.yaml"), "{problem}");
-    expect_line(&err, &format!("keeping policy {second}"), &mut errors);
+    expect_line(&err, &format!("keeping policy {second}"), WAIT, &mut errors);
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(
         http_get(http, "/policy-version").as_deref(),
@@ -168,7 +135,7 @@ fn up_runs_the_examples_applies_changes_keeps_the_last_good_policy_and_stops_on_
         .status()
         .expect("kill");
     assert!(status.success());
-    expect_line(&out, "stopped", &mut seen);
+    expect_line(&out, "stopped", WAIT, &mut seen);
     let exit = up.0.wait().expect("exit status");
     assert!(exit.success(), "{exit:?}");
 }
