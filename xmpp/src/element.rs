@@ -4,7 +4,7 @@
 //! output declares every namespace it uses, so it is well-formed in any stream it is written
 //! into, whatever prefixes the peer's stream header declared.
 
-use crate::ns;
+use crate::ns::{self, Namespace};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Node {
@@ -15,21 +15,21 @@ pub enum Node {
 /// One attribute: namespace (empty for none), local name, value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attribute {
-    pub ns: String,
+    pub ns: Namespace,
     pub name: String,
     pub value: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Element {
-    pub ns: String,
+    pub ns: Namespace,
     pub name: String,
     pub attrs: Vec<Attribute>,
     pub children: Vec<Node>,
 }
 
 impl Element {
-    pub fn new(ns: impl Into<String>, name: impl Into<String>) -> Self {
+    pub fn new(ns: impl Into<Namespace>, name: impl Into<String>) -> Self {
         Self {
             ns: ns.into(),
             name: name.into(),
@@ -73,7 +73,7 @@ impl Element {
         {
             Some(a) => a.value = value,
             None => self.attrs.push(Attribute {
-                ns: String::new(),
+                ns: Namespace::Borrowed(""),
                 name: name.to_string(),
                 value,
             }),

@@ -1,18 +1,19 @@
 //! Incremental framing of an XMPP stream into validated frames, under hard limits.
 //!
 //! rxml enforces RFC 6120 §11 restricted XML on every byte (no DTD, entities beyond the five
-//! predefined ones, PIs or comments; UTF-8 only; namespace well-formedness). On top, the framer
+//! predefined ones, PIs or comments; UTF-8 only; reserved prefixes). The framer resolves
+//! namespaces (undeclared prefixes and duplicate attributes refused) and, on top, it
 //! caps stanza bytes, nesting depth, attributes per element and name lengths, and counts bytes
 //! the parser holds before it emits an event, so a peer cannot make it buffer more than one
 //! stanza's worth. The parser consumes the input buffer as it goes: memory stays bounded.
 
 use crate::element::{Attribute, Element, Node};
-use crate::ns;
+use crate::ns::{self, Namespace};
 use crate::stream_error::{StreamError, StreamErrorCondition};
 use bytes::{Buf, BytesMut};
 use rxml::error::EndOrError;
-use rxml::parser::{Options, Parse, WithOptions};
-use rxml::{Event, Parser};
+use rxml::parser::{Options, Parse, RawEvent, RawParser, WithOptions};
+use rxml::strings::NcName;
 use thiserror::Error;
 use tokio_util::codec::Decoder;
 
@@ -112,22 +113,97 @@ impl FramingError {
 }
 
 /// The framer: a tokio-util [`Decoder`] over an XMPP stream.
+///
+/// It drives rxml's `RawParser` (well-formedness, restricted XML, reserved `xml`/`xmlns`
+/// prefixes, matching end tags) and resolves namespaces itself in [`Scopes`]: rxml's own
+/// resolver builds a map per element and interns every namespace, which cost a third of the
+/// framing time; XMPP streams declare a handful of namespaces and rarely nest declarations, so a
+/// flat stack searched from the innermost declaration is faster and just as strict.
 pub struct StanzaFramer {
-    parser: Parser,
+    parser: RawParser,
     limits: FramerLimits,
     /// Element depth: 0 before the header, 1 inside the stream, 2+ inside a stanza.
     depth: usize,
+    /// The start tag being read, until its `>`.
+    head: StartTag,
+    /// Namespace declarations in scope.
+    scopes: Scopes,
     /// Elements of the top-level element being read, innermost last.
     stack: Vec<Element>,
-    /// Bytes of the current top-level element so far.
+    /// Bytes of the current top-level element (or of the stream header) so far.
     element_bytes: usize,
     /// Bytes given to the parser since its last event (it buffers them internally).
     pending: usize,
     closed: bool,
 }
 
-fn new_parser(limits: &FramerLimits) -> Parser {
-    Parser::with_options(Options {
+/// A start tag as the raw parser reports it, before namespace resolution. One is kept and
+/// reused: its vectors keep their capacity from one element to the next.
+#[derive(Default)]
+struct StartTag {
+    /// Whether a start tag is being read.
+    open: bool,
+    prefix: Option<NcName>,
+    name: Option<NcName>,
+    /// `xmlns='…'` on this element (an empty value undeclares the default namespace).
+    default_ns: Option<Namespace>,
+    /// `xmlns:prefix='…'` declarations on this element.
+    declarations: Vec<(NcName, Namespace)>,
+    /// Other attributes: prefix, local name, value.
+    attrs: Vec<(Option<NcName>, NcName, String)>,
+}
+
+/// The namespace declarations in scope, as two flat stacks.
+#[derive(Default)]
+struct Scopes {
+    /// Every `xmlns:prefix` declaration of the open elements, innermost last.
+    prefixes: Vec<(NcName, Namespace)>,
+    /// Per open element: the default namespace in effect inside it, and how many entries of
+    /// `prefixes` were declared outside it.
+    elements: Vec<(Namespace, usize)>,
+}
+
+impl Scopes {
+    fn default_ns(&self) -> &Namespace {
+        const NONE: &Namespace = &Namespace::Borrowed("");
+        self.elements.last().map_or(NONE, |(ns, _)| ns)
+    }
+
+    /// Namespaces in XML 1.0, "Prefix Declared"; `xml` is bound by definition.
+    fn resolve(&self, prefix: &str) -> Result<Namespace, FramingError> {
+        if prefix == "xml" {
+            return Ok(Namespace::Borrowed(ns::XML));
+        }
+        self.prefixes
+            .iter()
+            .rev()
+            .find(|(p, _)| p.as_str() == prefix)
+            .map(|(_, ns)| ns.clone())
+            .ok_or(FramingError::Xml(rxml::Error::UndeclaredNamespacePrefix(
+                None,
+            )))
+    }
+
+    fn open(
+        &mut self,
+        default_ns: Option<Namespace>,
+        declarations: impl Iterator<Item = (NcName, Namespace)>,
+    ) {
+        let outer = self.prefixes.len();
+        let default_ns = default_ns.unwrap_or_else(|| self.default_ns().clone());
+        self.prefixes.extend(declarations);
+        self.elements.push((default_ns, outer));
+    }
+
+    fn close(&mut self) {
+        if let Some((_, outer)) = self.elements.pop() {
+            self.prefixes.truncate(outer);
+        }
+    }
+}
+
+fn new_parser(limits: &FramerLimits) -> RawParser {
+    RawParser::with_options(Options {
         max_token_length: limits.max_token_len,
         ..Options::default()
     })
@@ -139,6 +215,8 @@ impl StanzaFramer {
             parser: new_parser(&limits),
             limits,
             depth: 0,
+            head: StartTag::default(),
+            scopes: Scopes::default(),
             stack: Vec::new(),
             element_bytes: 0,
             pending: 0,
@@ -169,109 +247,196 @@ impl StanzaFramer {
         FramingError::Limit(what)
     }
 
+    /// The stream header may not grow without bound either, though it is not a stanza.
+    fn max_header_bytes(&self) -> usize {
+        self.limits.max_token_len.max(4096) * 4
+    }
+
     fn check_size(&self) -> Result<(), FramingError> {
         let size = self.element_bytes + self.pending;
         let max = self.limits.max_stanza_bytes;
         if self.depth >= 1 && size > max {
             return Err(self.limit(format!("stanza larger than the limit of {max} bytes")));
         }
-        if self.depth == 0 && self.pending > self.limits.max_token_len.max(4096) * 4 {
+        if self.depth == 0 && size > self.max_header_bytes() {
             return Err(self.limit("stream header too large".to_string()));
         }
         Ok(())
     }
 
-    fn element_from(
-        &self,
-        qname: rxml::parser::QName,
-        attrs: rxml::AttrMap,
-    ) -> Result<Element, FramingError> {
-        let (ns, name) = qname;
-        if name.len() > self.limits.max_name_len {
+    fn check_name(&self, name: &NcName, what: &str) -> Result<(), FramingError> {
+        let max = self.limits.max_name_len;
+        if name.len() > max {
+            return Err(self.limit(format!("{what} name longer than {max} characters")));
+        }
+        Ok(())
+    }
+
+    /// Counts an event's bytes against the element (or header) being read.
+    fn count(&mut self, bytes: usize) -> Result<(), FramingError> {
+        self.pending = 0;
+        self.element_bytes += bytes;
+        self.check_size()
+    }
+
+    fn start_tag(&mut self, prefix: Option<NcName>, name: NcName) -> Result<(), FramingError> {
+        if self.depth > self.limits.max_depth {
             return Err(self.limit(format!(
-                "element name longer than {} characters",
-                self.limits.max_name_len
+                "elements nested deeper than {}",
+                self.limits.max_depth
             )));
         }
-        if attrs.len() > self.limits.max_attributes {
-            return Err(self.limit(format!(
-                "more than {} attributes on <{}>",
-                self.limits.max_attributes,
-                name.as_str()
+        self.check_name(&name, "element")?;
+        let head = &mut self.head;
+        head.open = true;
+        head.prefix = prefix;
+        head.name = Some(name);
+        head.default_ns = None;
+        head.declarations.clear();
+        head.attrs.clear();
+        Ok(())
+    }
+
+    fn attribute(
+        &mut self,
+        prefix: Option<NcName>,
+        name: NcName,
+        value: String,
+    ) -> Result<(), FramingError> {
+        self.check_name(&name, "attribute")?;
+        let max = self.limits.max_attributes;
+        let head = &mut self.head;
+        if !head.open {
+            return Err(FramingError::Format("attribute outside a start tag".into()));
+        }
+        if head.attrs.len() + head.declarations.len() >= max {
+            let name = head.name.as_ref().map_or("", |n| n.as_str());
+            return Err(FramingError::Limit(format!(
+                "more than {max} attributes on <{name}>"
             )));
         }
-        let mut element = Element::new(ns.as_str(), name.as_str());
-        for ((ans, aname), value) in attrs {
-            if aname.len() > self.limits.max_name_len {
-                return Err(self.limit(format!(
-                    "attribute name longer than {} characters",
-                    self.limits.max_name_len
-                )));
+        // XML 1.0 "Unique Att Spec" for declarations; rxml's raw parser already refused the
+        // reserved `xml`/`xmlns` bindings and `xmlns:p=''`.
+        let duplicate = FramingError::Xml(rxml::Error::DuplicateAttribute);
+        match prefix {
+            Some(p) if p.as_str() == "xmlns" => {
+                if head.declarations.iter().any(|(d, _)| *d == name) {
+                    return Err(duplicate);
+                }
+                head.declarations.push((name, ns::intern(value)));
+            }
+            None if name.as_str() == "xmlns" => {
+                if head.default_ns.replace(ns::intern(value)).is_some() {
+                    return Err(duplicate);
+                }
+            }
+            prefix => head.attrs.push((prefix, name, value)),
+        }
+        Ok(())
+    }
+
+    /// The start tag is complete: resolve its names in the scope it opens.
+    fn resolve_start_tag(&mut self) -> Result<Element, FramingError> {
+        let head = &mut self.head;
+        let (true, Some(name)) = (head.open, head.name.take()) else {
+            return Err(FramingError::Format("'>' outside a start tag".into()));
+        };
+        head.open = false;
+        self.scopes
+            .open(head.default_ns.take(), head.declarations.drain(..));
+        let ns = match &head.prefix {
+            None => self.scopes.default_ns().clone(),
+            Some(prefix) => self.scopes.resolve(prefix)?,
+        };
+        let mut element = Element::new(ns, String::from(name));
+        element.attrs.reserve_exact(head.attrs.len());
+        for (prefix, name, value) in head.attrs.drain(..) {
+            // Unprefixed attributes are in no namespace (Namespaces in XML 1.0 §6.2).
+            let ns = match &prefix {
+                None => Namespace::Borrowed(""),
+                Some(prefix) => self.scopes.resolve(prefix)?,
+            };
+            // "Attributes Unique": no two attributes with the same expanded name, which also
+            // covers the same literal name twice.
+            if element
+                .attrs
+                .iter()
+                .any(|a| a.name == name.as_str() && a.ns == ns)
+            {
+                return Err(FramingError::Xml(rxml::Error::DuplicateAttribute));
             }
             element.attrs.push(Attribute {
-                ns: ans.as_str().to_string(),
-                name: aname.to_string(),
+                ns,
+                name: String::from(name),
                 value,
             });
         }
         Ok(element)
     }
 
-    fn handle(&mut self, event: Event) -> Result<Option<Frame>, FramingError> {
+    fn stream_header(element: Element) -> Result<Frame, FramingError> {
+        if !element.is(ns::STREAMS, "stream") {
+            return Err(FramingError::Namespace(format!(
+                "the stream must open with <stream:stream xmlns:stream='{}'>, not <{}> in {:?}",
+                ns::STREAMS,
+                element.name,
+                element.ns
+            )));
+        }
+        let get = |n: &str| element.get_attr(n).map(str::to_string);
+        let lang = element
+            .attrs
+            .iter()
+            .find(|a| a.ns == ns::XML && a.name == "lang")
+            .map(|a| a.value.clone());
+        Ok(Frame::Header(StreamHeader {
+            to: get("to"),
+            from: get("from"),
+            id: get("id"),
+            version: get("version"),
+            lang,
+        }))
+    }
+
+    fn handle(&mut self, event: RawEvent) -> Result<Option<Frame>, FramingError> {
         match event {
-            Event::XmlDeclaration(..) => Ok(None),
-            Event::StartElement(m, qname, attrs) => {
-                self.pending = 0;
-                if self.depth == 0 {
-                    let element = self.element_from(qname, attrs)?;
-                    if !element.is(ns::STREAMS, "stream") {
-                        return Err(FramingError::Namespace(format!(
-                            "the stream must open with <stream:stream xmlns:stream='{}'>, not <{}> in {:?}",
-                            ns::STREAMS,
-                            element.name,
-                            element.ns
-                        )));
-                    }
-                    self.depth = 1;
-                    let get = |n: &str| element.get_attr(n).map(str::to_string);
-                    let lang = element
-                        .attrs
-                        .iter()
-                        .find(|a| a.ns == ns::XML && a.name == "lang")
-                        .map(|a| a.value.clone());
-                    return Ok(Some(Frame::Header(StreamHeader {
-                        to: get("to"),
-                        from: get("from"),
-                        id: get("id"),
-                        version: get("version"),
-                        lang,
-                    })));
-                }
+            RawEvent::XmlDeclaration(m, _) => {
+                self.count(m.len())?;
+                Ok(None)
+            }
+            RawEvent::ElementHeadOpen(m, (prefix, name)) => {
                 if self.depth == 1 {
                     self.element_bytes = 0;
                 }
-                self.element_bytes += m.len();
-                self.check_size()?;
-                if self.depth > self.limits.max_depth {
-                    return Err(self.limit(format!(
-                        "elements nested deeper than {}",
-                        self.limits.max_depth
-                    )));
+                self.count(m.len())?;
+                self.start_tag(prefix, name)?;
+                Ok(None)
+            }
+            RawEvent::Attribute(m, (prefix, name), value) => {
+                self.count(m.len())?;
+                self.attribute(prefix, name, value)?;
+                Ok(None)
+            }
+            RawEvent::ElementHeadClose(m) => {
+                self.count(m.len())?;
+                let element = self.resolve_start_tag()?;
+                if self.depth == 0 {
+                    self.depth = 1;
+                    return Self::stream_header(element).map(Some);
                 }
-                let element = self.element_from(qname, attrs)?;
                 self.stack.push(element);
                 self.depth += 1;
                 Ok(None)
             }
-            Event::EndElement(m) => {
-                self.pending = 0;
+            RawEvent::ElementFoot(m) => {
+                self.scopes.close();
                 if self.depth == 1 {
+                    self.pending = 0;
                     self.depth = 0;
                     self.closed = true;
                     return Ok(Some(Frame::Close));
                 }
-                self.element_bytes += m.len();
-                self.check_size()?;
+                self.count(m.len())?;
                 self.depth -= 1;
                 let Some(done) = self.stack.pop() else {
                     return Err(FramingError::Format("end tag without start tag".into()));
@@ -284,7 +449,7 @@ impl StanzaFramer {
                     None => Ok(Some(Frame::Element(done))),
                 }
             }
-            Event::Text(m, text) => {
+            RawEvent::Text(m, text) => {
                 self.pending = 0;
                 if self.depth <= 1 {
                     if text.chars().all(|c| matches!(c, ' ' | '\t' | '\r' | '\n')) {
@@ -292,8 +457,7 @@ impl StanzaFramer {
                     }
                     return Err(FramingError::Format("text outside of any stanza".into()));
                 }
-                self.element_bytes += m.len();
-                self.check_size()?;
+                self.count(m.len())?;
                 if let Some(e) = self.stack.last_mut() {
                     match e.children.last_mut() {
                         Some(Node::Text(t)) => t.push_str(&text),
@@ -379,5 +543,7 @@ impl Decoder for StanzaFramer {
     }
 }
 
+#[cfg(test)]
+mod namespace_tests;
 #[cfg(test)]
 mod tests;

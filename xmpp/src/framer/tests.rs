@@ -2,10 +2,14 @@ use super::*;
 use crate::stream_error::StreamErrorCondition as C;
 use proptest::prelude::*;
 
-const HEADER: &str = "<?xml version='1.0'?><stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' to='contoso.com' from='fabrikam.com' version='1.0' xml:lang='en'>";
+pub(super) const HEADER: &str = "<?xml version='1.0'?><stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' to='contoso.com' from='fabrikam.com' version='1.0' xml:lang='en'>";
 
 /// Feed `input` in chunks of `chunk` bytes; collect frames until the first error.
-fn frames(input: &[u8], chunk: usize, limits: FramerLimits) -> (Vec<Frame>, Option<FramingError>) {
+pub(super) fn frames(
+    input: &[u8],
+    chunk: usize,
+    limits: FramerLimits,
+) -> (Vec<Frame>, Option<FramingError>) {
     let mut framer = StanzaFramer::new(limits);
     let mut buf = BytesMut::new();
     let mut out = Vec::new();
@@ -33,7 +37,7 @@ fn frames(input: &[u8], chunk: usize, limits: FramerLimits) -> (Vec<Frame>, Opti
     (out, None)
 }
 
-fn auth() -> FramerLimits {
+pub(super) fn auth() -> FramerLimits {
     FramerLimits::authenticated(262_144)
 }
 
