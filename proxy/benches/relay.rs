@@ -1,29 +1,26 @@
 //! Proxy benchmarks (spec §5). Run: `cargo bench -p xmppfed-proxy --bench relay`
-//! (`BENCH_STREAMS=n` sets the idle-stream count, default 10,000; `BENCH_ONLY=framing` runs
-//! only the framing part).
+//! (`BENCH_STREAMS=n` sets the idle-stream count, default 10,000). Framing alone has its own
+//! bench: `cargo bench -p xmppfed-xmpp --bench framing`.
 //!
-//! 1. Framing: typical 300-byte stanzas framed and validated per second on one core.
-//! 2. One proxy hop — partner TLS stream in, policed, out over the mutual-TLS link — against a
+//! 1. One proxy hop — partner TLS stream in, policed, out over the mutual-TLS link — against a
 //!    plain TLS-terminating TCP relay in the same process on the same machine: bytes/s, and
 //!    p50/p99 latency at a moderate rate.
-//! 3. Memory per idle authenticated S2S stream: the `xmppfed-proxy` binary as a child process,
+//! 2. Memory per idle authenticated S2S stream: the `xmppfed-proxy` binary as a child process,
 //!    its RSS before and after N SASL-EXTERNAL-authenticated streams.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use bytes::BytesMut;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio_util::codec::Decoder;
 use xmppfed_xmpp::conn::{Transport, XmppConn};
 use xmppfed_xmpp::devca::CertSpec;
 use xmppfed_xmpp::dialback::DialbackSecret;
-use xmppfed_xmpp::framer::{Frame, FramerLimits, StanzaFramer};
+use xmppfed_xmpp::framer::FramerLimits;
 use xmppfed_xmpp::outbound::{Negotiated, OutboundSession, Purpose, negotiate};
 use xmppfed_xmpp::tls::{self, Identity, TlsMode};
 
@@ -33,36 +30,6 @@ fn stanza(i: usize) -> String {
         "<message from='bob@partner.example/phone' to='alice@example.com' type='chat' id='msg-{i:08}'><body>{}</body><request xmlns='urn:xmpp:receipts'/><active xmlns='http://jabber.org/protocol/chatstates'/></message>",
         "x".repeat(110)
     )
-}
-
-fn framing() {
-    let header = "<?xml version='1.0'?><stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' to='example.com' from='partner.example' version='1.0'>";
-    let n = 200_000;
-    let mut input = String::from(header);
-    for i in 0..n {
-        input.push_str(&stanza(i));
-    }
-    let bytes = input.len();
-    let start = Instant::now();
-    let mut framer = StanzaFramer::new(FramerLimits::authenticated(262_144));
-    let mut frames = 0usize;
-    for chunk in input.as_bytes().chunks(16 * 1024) {
-        let mut buf = BytesMut::from(chunk);
-        while let Ok(Some(f)) = framer.decode(&mut buf) {
-            if matches!(f, Frame::Element(_)) {
-                frames += 1;
-            }
-        }
-    }
-    let secs = start.elapsed().as_secs_f64();
-    assert_eq!(frames, n);
-    println!(
-        "framing: {n} stanzas of ~{} B in {:.3} s = {:.0} stanzas/s, {:.1} MB/s (one core)",
-        bytes / n,
-        secs,
-        n as f64 / secs,
-        bytes as f64 / secs / 1e6
-    );
 }
 
 /// Opens an authenticated stream from partner.example to example.com at `addr`.
@@ -342,10 +309,6 @@ async fn idle_stream_memory(pki: &Pki, dir: &std::path::Path) {
 }
 
 fn main() {
-    framing();
-    if std::env::var("BENCH_ONLY").as_deref() == Ok("framing") {
-        return;
-    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
