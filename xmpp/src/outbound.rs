@@ -384,6 +384,18 @@ pub async fn negotiate(
     session: &mut OutboundSession,
     starttls: Arc<rustls::ClientConfig>,
 ) -> Result<Negotiated, String> {
+    negotiate_observed(conn, session, starttls, |_, _| None).await
+}
+
+/// [`negotiate`], showing `observe` each element the peer sends before the session handles it.
+/// Whatever `observe` returns is sent first: `xmppfed probe` records the peer's SASL and
+/// dialback answers this way, and asks for XEP-0288 bidi right after the features.
+pub async fn negotiate_observed(
+    conn: &mut XmppConn,
+    session: &mut OutboundSession,
+    starttls: Arc<rustls::ClientConfig>,
+    mut observe: impl FnMut(&Element, &OutboundSession) -> Option<String>,
+) -> Result<Negotiated, String> {
     let mut pending: VecDeque<Action> = session.start().into();
     loop {
         while let Some(action) = pending.pop_front() {
@@ -413,7 +425,12 @@ pub async fn negotiate(
         }
         match conn.next_frame().await.map_err(|e| e.to_string())? {
             Some(Frame::Header(h)) => pending.extend(session.handle(Input::Header(h))),
-            Some(Frame::Element(e)) => pending.extend(session.handle(Input::Element(e))),
+            Some(Frame::Element(e)) => {
+                if let Some(first) = observe(&e, session) {
+                    conn.send(&first).await.map_err(|e| e.to_string())?;
+                }
+                pending.extend(session.handle(Input::Element(e)));
+            }
             Some(Frame::KeepAlive) => {}
             Some(Frame::Close) | None => {
                 return Err(format!(

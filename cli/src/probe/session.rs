@@ -5,7 +5,6 @@
 use super::advice::stream_error_advice;
 use super::report::{Advice, Status, Step, advice};
 use super::{Prober, Reached, addr_target};
-use std::collections::VecDeque;
 use std::time::Instant;
 use tokio::net::TcpStream;
 use tokio::time::timeout;
@@ -17,7 +16,7 @@ use xmppfed_xmpp::framer::{Frame, FramerLimits};
 use xmppfed_xmpp::identity::CertFacts;
 use xmppfed_xmpp::inbound::Method;
 use xmppfed_xmpp::ns;
-use xmppfed_xmpp::outbound::{Action, Input, OutboundSession, Purpose};
+use xmppfed_xmpp::outbound::{Negotiated, OutboundSession, Purpose, negotiate_observed};
 use xmppfed_xmpp::stream::{self, CLOSE_STREAM, Features};
 use xmppfed_xmpp::stream_error::StreamError;
 use xmppfed_xmpp::tls::{TlsMode, s2s_client_config};
@@ -220,86 +219,14 @@ impl Prober {
         );
         let starttls = s2s_client_config(self.identity.as_ref(), TlsMode::StartTls)
             .map_err(|e| e.to_string())?;
-        let mut pending: VecDeque<Action> = session.start().into();
-        loop {
-            while let Some(action) = pending.pop_front() {
-                match action {
-                    Action::Send(data) => conn.send(&data).await.map_err(|e| e.to_string())?,
-                    Action::StartTls => {
-                        conn.upgrade_client(starttls.clone(), &self.domain)
-                            .await
-                            .map_err(|e| e.to_string())?;
-                        pending.extend(session.handle(Input::TlsEstablished(conn.peer_chain())));
-                    }
-                    Action::ResetFramer(limits) => conn.framer_mut().reset(limits),
-                    Action::Established(method) => {
-                        conn.framer_mut()
-                            .set_limits(FramerLimits::authenticated(AUTHENTICATED_STANZA_BYTES));
-                        return Ok((conn, method));
-                    }
-                    Action::Verified(_) => {
-                        return Err("unexpected dialback verification answer".into());
-                    }
-                    Action::Fail { send, reason } => {
-                        if let Some(e) = send {
-                            let _ = conn.close_with(&e).await;
-                        }
-                        conn.shutdown().await;
-                        return Err(reason);
-                    }
-                }
+        let observe = |e: &Element, session: &OutboundSession| observe(e, session.is_tls(), trace);
+        match negotiate_observed(&mut conn, &mut session, starttls, observe).await? {
+            Negotiated::Established(method) => {
+                conn.framer_mut()
+                    .set_limits(FramerLimits::authenticated(AUTHENTICATED_STANZA_BYTES));
+                Ok((conn, method))
             }
-            match conn.next_frame().await.map_err(|e| e.to_string())? {
-                Some(Frame::Header(h)) => pending.extend(session.handle(Input::Header(h))),
-                Some(Frame::Element(e)) => {
-                    if let Some(err) = StreamError::from_element(&e) {
-                        trace.stream_error = Some(err);
-                    } else if let Some(f) = Features::from_element(&e) {
-                        // XEP-0288: asked for right after the features, before authenticating.
-                        if session.is_tls() && f.bidi && !trace.bidi && !trace.sasl_succeeded {
-                            conn.send(&Element::new(ns::BIDI, "bidi").to_xml_in(ns::SERVER))
-                                .await
-                                .map_err(|e| e.to_string())?;
-                            trace.bidi = true;
-                        }
-                        if session.is_tls() && !trace.sasl_succeeded {
-                            trace.external_offered = Some(f.sasl_external);
-                        }
-                    } else if e.is(ns::SASL, "failure") {
-                        let mut parts: Vec<String> = e
-                            .elements()
-                            .filter(|c| c.name != "text")
-                            .map(|c| c.name.clone())
-                            .collect();
-                        if let Some(text) = e.get_child(ns::SASL, "text") {
-                            parts.push(format!("\"{}\"", text.text_content()));
-                        }
-                        trace.sasl_failure = Some(parts.join(" "));
-                    } else if e.is(ns::SASL, "success") {
-                        trace.sasl_succeeded = true;
-                    } else if e.is(ns::DIALBACK, "result")
-                        && matches!(e.get_attr("type"), Some("invalid" | "error"))
-                    {
-                        let mut text = e.get_attr("type").unwrap_or_default().to_string();
-                        if let Some(err) = e.get_child(ns::SERVER, "error") {
-                            let conditions: Vec<&str> =
-                                err.elements().map(|c| c.name.as_str()).collect();
-                            if !conditions.is_empty() {
-                                text.push_str(&format!(" ({})", conditions.join(" ")));
-                            }
-                        }
-                        trace.dialback_refused = Some(text);
-                    }
-                    pending.extend(session.handle(Input::Element(e)));
-                }
-                Some(Frame::KeepAlive) => {}
-                Some(Frame::Close) | None => {
-                    return Err(format!(
-                        "{} closed the connection during authentication",
-                        self.domain
-                    ));
-                }
-            }
+            Negotiated::Verified(_) => Err("unexpected dialback verification answer".into()),
         }
     }
 
@@ -482,4 +409,44 @@ struct Trace {
     sasl_succeeded: bool,
     dialback_refused: Option<String>,
     stream_error: Option<StreamError>,
+}
+
+/// Records what the partner answered during negotiation, for the advice; asks for XEP-0288 bidi
+/// right after the features, before authenticating.
+fn observe(e: &Element, tls: bool, trace: &mut Trace) -> Option<String> {
+    if let Some(err) = StreamError::from_element(e) {
+        trace.stream_error = Some(err);
+    } else if let Some(f) = Features::from_element(e) {
+        if tls && !trace.sasl_succeeded {
+            trace.external_offered = Some(f.sasl_external);
+        }
+        if tls && f.bidi && !trace.bidi && !trace.sasl_succeeded {
+            trace.bidi = true;
+            return Some(Element::new(ns::BIDI, "bidi").to_xml_in(ns::SERVER));
+        }
+    } else if e.is(ns::SASL, "failure") {
+        let mut parts: Vec<String> = e
+            .elements()
+            .filter(|c| c.name != "text")
+            .map(|c| c.name.clone())
+            .collect();
+        if let Some(text) = e.get_child(ns::SASL, "text") {
+            parts.push(format!("\"{}\"", text.text_content()));
+        }
+        trace.sasl_failure = Some(parts.join(" "));
+    } else if e.is(ns::SASL, "success") {
+        trace.sasl_succeeded = true;
+    } else if e.is(ns::DIALBACK, "result")
+        && matches!(e.get_attr("type"), Some("invalid" | "error"))
+    {
+        let mut text = e.get_attr("type").unwrap_or_default().to_string();
+        if let Some(err) = e.get_child(ns::SERVER, "error") {
+            let conditions: Vec<&str> = err.elements().map(|c| c.name.as_str()).collect();
+            if !conditions.is_empty() {
+                text.push_str(&format!(" ({})", conditions.join(" ")));
+            }
+        }
+        trace.dialback_refused = Some(text);
+    }
+    None
 }
