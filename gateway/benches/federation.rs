@@ -28,7 +28,9 @@ struct Result {
     /// CPU per message in the throughput run: this process (client, and proxy + gateway when
     /// they are in the path) and the two Prosodys.
     cpu_here_us: f64,
-    cpu_prosody_us: f64,
+    /// The sending (partner's) Prosody and the receiving (organisation's) Prosody.
+    cpu_partner_us: f64,
+    cpu_org_us: f64,
 }
 
 /// CPU seconds (user + system) a process has used so far (`/proc/PID/stat`, 100 Hz ticks).
@@ -41,10 +43,11 @@ fn cpu_seconds(pid: &str) -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
-/// The Prosody processes of lab net `net`.
-fn prosody_pids(net: u8) -> Vec<String> {
+/// The Prosody processes serving `domain` in lab net `net`.
+fn prosody_pids(net: u8, domain: &str) -> Vec<String> {
+    let domain = domain.replace('.', "\\.");
     let out = std::process::Command::new("pgrep")
-        .args(["-f", &format!("prosody-.*-127\\.0\\.{net}\\.")])
+        .args(["-f", &format!("prosody-{domain}-127\\.0\\.{net}\\.")])
         .output()
         .expect("pgrep");
     String::from_utf8_lossy(&out.stdout)
@@ -53,9 +56,19 @@ fn prosody_pids(net: u8) -> Vec<String> {
         .collect()
 }
 
-fn cpu_now(net: u8) -> (f64, f64) {
-    let prosody = prosody_pids(net).iter().map(|p| cpu_seconds(p)).sum();
-    (cpu_seconds("self"), prosody)
+/// CPU seconds so far: this process, the partner's Prosody, the organisation's Prosody.
+fn cpu_now(net: u8) -> (f64, f64, f64) {
+    let prosody = |domain| -> f64 {
+        prosody_pids(net, domain)
+            .iter()
+            .map(|p| cpu_seconds(p))
+            .sum()
+    };
+    (
+        cpu_seconds("self"),
+        prosody("partner.example"),
+        prosody("org.example"),
+    )
 }
 
 fn env_or(name: &str, default: usize) -> usize {
@@ -151,7 +164,8 @@ async fn measure(what: &str, net: u8, mut alice: C2s, mut bob: C2s) -> Result {
     let cpu_after = cpu_now(net);
     Result {
         cpu_here_us: (cpu_after.0 - cpu_before.0) * 1e6 / n as f64,
-        cpu_prosody_us: (cpu_after.1 - cpu_before.1) * 1e6 / n as f64,
+        cpu_partner_us: (cpu_after.1 - cpu_before.1) * 1e6 / n as f64,
+        cpu_org_us: (cpu_after.2 - cpu_before.2) * 1e6 / n as f64,
         throughput: n as f64 / last.duration_since(start).as_secs_f64(),
         p50_us: pct(0.50),
         p99_us: pct(0.99),
@@ -231,16 +245,16 @@ fn main() {
     let direct = rt.block_on(direct(91));
     let via = rt.block_on(through_xmppfed(92));
     println!(
-        "| path | messages/s | p50 latency | p99 latency | CPU/message: Prosodys | CPU/message: bench process |"
+        "| path | messages/s | p50 latency | p99 latency | CPU/message: sending Prosody | receiving Prosody | bench process |"
     );
-    println!("|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|");
     for (name, r) in [
         ("Prosody → Prosody", &direct),
         ("Prosody → proxy → gateway → Prosody", &via),
     ] {
         println!(
-            "| {name} | {:.0} | {:.0} µs | {:.0} µs | {:.1} µs | {:.1} µs |",
-            r.throughput, r.p50_us, r.p99_us, r.cpu_prosody_us, r.cpu_here_us
+            "| {name} | {:.0} | {:.0} µs | {:.0} µs | {:.1} µs | {:.1} µs | {:.1} µs |",
+            r.throughput, r.p50_us, r.p99_us, r.cpu_partner_us, r.cpu_org_us, r.cpu_here_us
         );
     }
     println!(
