@@ -297,6 +297,8 @@ async fn established(
     let mut policy_rx = shared.policy.subscribe();
     let mut shutdown = shared.shutdown.subscribe();
     let mut last_sent = Instant::now();
+    // Over a bidi stream the partner's stanzas keep the stream in use, too.
+    let mut last_received = Instant::now();
     loop {
         let limits = shared.policy.current().document().limits.clone();
         let inactivity = Duration::from_secs(limits.stream_inactivity_timeout_seconds);
@@ -315,11 +317,21 @@ async fn established(
             frame = conn.next_frame() => match frame {
                 Ok(Some(Frame::Element(e))) => {
                     for a in session.handle(Input::Element(e)) {
-                        if let Action::Fail { send, reason } = a {
-                            if let Some(err) = send {
-                                let _ = conn.close_with(&err).await;
+                        match a {
+                            Action::Received(stanza) => {
+                                // XEP-0288: the partner's stanza to us over our stream, checked
+                                // by the session to come from the partner and go to us.
+                                shared.metrics.stanza("inbound");
+                                last_received = Instant::now();
+                                shared.hub.deliver(shared, stanza).await;
                             }
-                            return Ended::Failed(reason);
+                            Action::Fail { send, reason } => {
+                                if let Some(err) = send {
+                                    let _ = conn.close_with(&err).await;
+                                }
+                                return Ended::Failed(reason);
+                            }
+                            _ => {}
                         }
                     }
                 }
@@ -337,7 +349,7 @@ async fn established(
                 }
                 last_sent = Instant::now();
             }
-            _ = sleep_until(last_sent + inactivity), if !partner.keep_alive => {
+            _ = sleep_until(last_sent.max(last_received) + inactivity), if !partner.keep_alive => {
                 let _ = conn.send(CLOSE_STREAM).await;
                 return Ended::Idle;
             }
@@ -480,7 +492,8 @@ async fn attempt(
         purpose.clone(),
         target.direct_tls,
         chain,
-    );
+    )
+    .with_bidi();
     let establishment = Duration::from_secs(
         shared
             .policy

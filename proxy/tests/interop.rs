@@ -636,6 +636,45 @@ async fn bidi_prosody_gets_our_stanzas_over_its_own_stream() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn our_stream_to_a_bidi_prosody_carries_its_answers_back() {
+    if !servers_available() {
+        return;
+    }
+    // We speak first: our outbound stream asks for XEP-0288 bidi, and Prosody's pong comes
+    // back over it instead of over a connection of its own.
+    let mut spec = LabSpec::new(79);
+    spec.bidi = true;
+    let mut lab = lab(spec).await;
+    lab.gateway
+        .send(&ping("example.com", "partner.example", "p6"))
+        .await;
+    let answer = lab.gateway.recv(Duration::from_secs(15)).await;
+    assert!(
+        answer.is_some_and(|a| a.get_attr("type") == Some("result")),
+        "{}",
+        dump(&lab)
+    );
+    assert!(
+        grep(&lab.prosody.log(), "Requested bidirectional stream"),
+        "{}",
+        dump(&lab)
+    );
+    let streams = metric(&lab.proxy, "streams{");
+    assert!(
+        streams
+            .iter()
+            .any(|l| l.contains("outbound") && l.contains("sasl-external") && l.ends_with(" 1")),
+        "{streams:?}"
+    );
+    assert!(
+        !streams
+            .iter()
+            .any(|l| l.contains("inbound") && l.ends_with(" 1")),
+        "Prosody was expected to answer over our stream, not to open its own: {streams:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_bidi_prosody_gets_a_stream_of_ours() {
     if !servers_available() {
         return;

@@ -52,6 +52,9 @@ pub enum Action {
         send: Option<StreamError>,
         reason: String,
     },
+    /// A stanza the peer sent back over this stream (XEP-0288 bidi), addressed from the
+    /// remote domain to the local one.
+    Received(Element),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +81,9 @@ pub struct OutboundSession {
     peer_chain: Vec<CertificateDer<'static>>,
     peer_stream_id: Option<String>,
     sasl_done: bool,
+    /// Ask for XEP-0288 bidirectionality when the peer offers it.
+    request_bidi: bool,
+    bidi: bool,
 }
 
 impl OutboundSession {
@@ -105,11 +111,26 @@ impl OutboundSession {
             peer_chain,
             peer_stream_id: None,
             sasl_done: false,
+            request_bidi: false,
+            bidi: false,
         }
+    }
+
+    /// Ask for XEP-0288 bidirectionality when the peer offers it (over TLS, for a stanza
+    /// stream, when the peer's certificate proves the remote domain): the peer may then send
+    /// its stanzas to us over this stream instead of opening one of its own.
+    pub fn with_bidi(mut self) -> Self {
+        self.request_bidi = true;
+        self
     }
 
     pub fn is_tls(&self) -> bool {
         self.tls
+    }
+
+    /// Whether the peer may send stanzas over this stream (we asked for bidi and it offered it).
+    pub fn is_bidi(&self) -> bool {
+        self.bidi
     }
 
     fn header(&self) -> Action {
@@ -222,6 +243,9 @@ impl OutboundSession {
                     // A late answer for a pair we no longer wait for: nothing to do.
                     return Vec::new();
                 }
+                if self.bidi && crate::stanza::is_stanza(&e) {
+                    return self.on_returned_stanza(e);
+                }
                 self.fail(
                     C::UnsupportedStanzaType,
                     format!(
@@ -234,11 +258,65 @@ impl OutboundSession {
         }
     }
 
+    /// A stanza over a bidi stream: only the reverse of the pair this stream authenticated.
+    fn on_returned_stanza(&mut self, e: Element) -> Vec<Action> {
+        let (Some(raw_from), Some(raw_to)) = (e.get_attr("from"), e.get_attr("to")) else {
+            return self.fail(
+                C::ImproperAddressing,
+                format!("a <{}/> without 'from' or 'to'", e.name),
+            );
+        };
+        let (from, to) = match (crate::addr::parse(raw_from), crate::addr::parse(raw_to)) {
+            (Ok(f), Ok(t)) => (f, t),
+            (Err(why), _) | (_, Err(why)) => {
+                return self.fail(C::ImproperAddressing, why.to_string());
+            }
+        };
+        if to.domain != self.local {
+            return self.fail(
+                C::HostUnknown,
+                format!("this stream serves {} only, not {}", self.local, to.domain),
+            );
+        }
+        if from.domain != self.remote {
+            return self.fail(
+                C::InvalidFrom,
+                format!(
+                    "{} is not authenticated on this stream (only {} is)",
+                    from.domain, self.remote
+                ),
+            );
+        }
+        vec![Action::Received(e)]
+    }
+
     fn after_features(&mut self, f: Features) -> Vec<Action> {
         if self.sasl_done {
             self.stage = Stage::Established;
             return vec![Action::Established(Method::SaslExternal)];
         }
+        let mut actions = Vec::new();
+        // Stanzas coming back over this stream are accepted as the remote domain's only because
+        // its certificate proved that domain: dialback authenticates us to the peer, not the
+        // peer to us.
+        if self.tls
+            && f.bidi
+            && self.request_bidi
+            && !self.bidi
+            && self.purpose == Purpose::Stanzas
+            && self.verdict().is_ok()
+        {
+            // XEP-0288 §2: asked for after the features, before authenticating.
+            self.bidi = true;
+            actions.push(Action::Send(
+                Element::new(ns::BIDI, "bidi").to_xml_in(ns::SERVER),
+            ));
+        }
+        actions.extend(self.authenticate(f));
+        actions
+    }
+
+    fn authenticate(&mut self, f: Features) -> Vec<Action> {
         if !self.tls {
             if let Some(required) = f.starttls {
                 if self.rules.tls != Negotiation::NotSupported {
@@ -421,6 +499,9 @@ pub async fn negotiate_observed(
                     conn.shutdown().await;
                     return Err(reason);
                 }
+                // Only an established stream receives stanzas, and negotiation returns as soon
+                // as the stream is established.
+                Action::Received(_) => {}
             }
         }
         match conn.next_frame().await.map_err(|e| e.to_string())? {

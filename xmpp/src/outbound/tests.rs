@@ -62,6 +62,17 @@ fn negotiate(
     initiator_cert: &str,
     receiver_cert: &str,
 ) -> Result<Method, String> {
+    run(ours, theirs, initiator_cert, receiver_cert, false).0
+}
+
+/// [`negotiate`], optionally asking for bidi, and the two machines afterwards.
+fn run(
+    ours: NegotiationSettings,
+    theirs: NegotiationSettings,
+    initiator_cert: &str,
+    receiver_cert: &str,
+    request_bidi: bool,
+) -> (Result<Method, String>, OutboundSession, InboundSession) {
     let c = certs();
     let secret = DialbackSecret::new("partner secret");
     let mut out = OutboundSession::new(
@@ -74,6 +85,9 @@ fn negotiate(
         false,
         Vec::new(),
     );
+    if request_bidi {
+        out = out.with_bidi();
+    }
     let policy = Receiver { partner: theirs };
     let mut inb = InboundSession::new(
         c.trust.clone(),
@@ -81,6 +95,27 @@ fn negotiate(
         false,
         Vec::new(),
     );
+    let result = drive(
+        &c,
+        &secret,
+        &policy,
+        &mut out,
+        &mut inb,
+        initiator_cert,
+        receiver_cert,
+    );
+    (result, out, inb)
+}
+
+fn drive(
+    c: &Certs,
+    secret: &DialbackSecret,
+    policy: &Receiver,
+    out: &mut OutboundSession,
+    inb: &mut InboundSession,
+    initiator_cert: &str,
+    receiver_cert: &str,
+) -> Result<Method, String> {
     let (mut to_in, mut to_out) = (
         StanzaFramer::new(FramerLimits::PRE_AUTH),
         StanzaFramer::new(FramerLimits::PRE_AUTH),
@@ -96,7 +131,7 @@ fn negotiate(
                 }
                 Action::ResetFramer(l) => to_out.reset(l),
                 Action::Established(m) => return Ok(m),
-                Action::Verified(_) => unreachable!(),
+                Action::Verified(_) | Action::Received(_) => unreachable!(),
                 Action::Fail { reason, .. } => return Err(reason),
             }
         }
@@ -107,7 +142,7 @@ fn negotiate(
                 Frame::Element(e) => inbound::Input::Element(e),
                 _ => continue,
             };
-            inbound_actions.extend(inb.handle(input, &policy));
+            inbound_actions.extend(inb.handle(input, policy));
         }
         let mut queue: std::collections::VecDeque<_> = inbound_actions.into();
         while let Some(a) = queue.pop_front() {
@@ -116,7 +151,7 @@ fn negotiate(
                 inbound::Action::StartTls => {
                     queue.extend(inb.handle(
                         inbound::Input::TlsEstablished(c.chain(initiator_cert)),
-                        &policy,
+                        policy,
                     ));
                     wire_in.clear();
                 }
@@ -135,7 +170,7 @@ fn negotiate(
                             to,
                             result: Ok(valid),
                         },
-                        &policy,
+                        policy,
                     ));
                 }
                 inbound::Action::Close(Some(e)) => return Err(format!("receiver: {e}")),
@@ -213,4 +248,100 @@ fn certificate_shortcut_when_dialback_is_used_with_a_valid_certificate() {
         negotiate(ours, theirs, "partner.example", "example.com"),
         Ok(Method::TlsDialback)
     );
+}
+
+fn stanza(from: &str, to: &str) -> Element {
+    Element::new(ns::SERVER, "message")
+        .attr("from", from)
+        .attr("to", to)
+        .child(Element::new(ns::SERVER, "body").text("hi"))
+}
+
+fn fail_condition(actions: &[Action]) -> Option<C> {
+    actions.iter().find_map(|a| match a {
+        Action::Fail { send: Some(e), .. } => Some(e.condition),
+        _ => None,
+    })
+}
+
+#[test]
+fn bidi_is_asked_for_when_offered_and_carries_the_reverse_pair_only() {
+    let ours = s(Required, Required, true);
+    let (result, mut out, inb) = run(ours, ours, "partner.example", "example.com", true);
+    assert_eq!(result, Ok(Method::SaslExternal));
+    assert!(out.is_bidi() && inb.is_bidi(), "both sides agreed on bidi");
+
+    // Our stream is partner.example → example.com; the peer may send example.com → partner.example.
+    let back = stanza("alice@example.com/r", "bob@partner.example");
+    assert_eq!(
+        out.handle(Input::Element(back.clone())),
+        vec![Action::Received(back)]
+    );
+    let spoofed = out.handle(Input::Element(stanza(
+        "eve@other.example",
+        "bob@partner.example",
+    )));
+    assert_eq!(
+        fail_condition(&spoofed),
+        Some(C::InvalidFrom),
+        "{spoofed:?}"
+    );
+}
+
+#[test]
+fn a_bidi_stanza_to_another_domain_is_host_unknown() {
+    let ours = s(Required, Required, true);
+    let (_, mut out, _) = run(ours, ours, "partner.example", "example.com", true);
+    let elsewhere = out.handle(Input::Element(stanza(
+        "alice@example.com",
+        "bob@third.example",
+    )));
+    assert_eq!(
+        fail_condition(&elsewhere),
+        Some(C::HostUnknown),
+        "{elsewhere:?}"
+    );
+    let (_, mut out, _) = run(ours, ours, "partner.example", "example.com", true);
+    let unaddressed = out.handle(Input::Element(
+        Element::new(ns::SERVER, "message").attr("to", "bob@partner.example"),
+    ));
+    assert_eq!(fail_condition(&unaddressed), Some(C::ImproperAddressing));
+}
+
+#[test]
+fn without_asking_for_bidi_a_stanza_from_the_peer_is_refused() {
+    let ours = s(Required, Required, true);
+    let (result, mut out, inb) = run(ours, ours, "partner.example", "example.com", false);
+    assert_eq!(result, Ok(Method::SaslExternal));
+    assert!(!out.is_bidi() && !inb.is_bidi());
+    let refused = out.handle(Input::Element(stanza(
+        "alice@example.com",
+        "bob@partner.example",
+    )));
+    assert_eq!(fail_condition(&refused), Some(C::UnsupportedStanzaType));
+}
+
+#[test]
+fn bidi_works_with_dialback_too() {
+    // A certificate for another name: no SASL EXTERNAL, dialback over TLS, still bidi.
+    let ours = s(Required, Optional, true);
+    let (result, out, inb) = run(ours, ours, "imposter.example", "example.com", true);
+    assert_eq!(result, Ok(Method::TlsDialback));
+    assert!(out.is_bidi() && inb.is_bidi());
+}
+
+#[test]
+fn no_bidi_when_the_peer_certificate_does_not_prove_its_domain() {
+    // Dialback over TLS still authenticates us to a receiver whose certificate names another
+    // domain, but nothing proves the receiver is example.com: its stanzas must not come back
+    // over this stream.
+    let ours = s(Required, Optional, true);
+    let (result, mut out, inb) = run(ours, ours, "partner.example", "imposter.example", true);
+    assert_eq!(result, Ok(Method::TlsDialback));
+    assert!(!out.is_bidi() && !inb.is_bidi());
+    let refused = out.handle(Input::Element(stanza(
+        "alice@example.com",
+        "bob@partner.example",
+    )));
+    assert_eq!(fail_condition(&refused), Some(C::UnsupportedStanzaType));
 }
