@@ -141,9 +141,8 @@ pub struct StanzaFramer {
 /// reused: its vectors keep their capacity from one element to the next.
 #[derive(Default)]
 struct StartTag {
-    /// Whether a start tag is being read.
-    open: bool,
     prefix: Option<NcName>,
+    /// The element's local name while its start tag is being read, `None` otherwise.
     name: Option<NcName>,
     /// `xmlns='…'` on this element (an empty value undeclares the default namespace).
     default_ns: Option<Namespace>,
@@ -288,7 +287,6 @@ impl StanzaFramer {
         }
         self.check_name(&name, "element")?;
         let head = &mut self.head;
-        head.open = true;
         head.prefix = prefix;
         head.name = Some(name);
         head.default_ns = None;
@@ -306,13 +304,13 @@ impl StanzaFramer {
         self.check_name(&name, "attribute")?;
         let max = self.limits.max_attributes;
         let head = &mut self.head;
-        if !head.open {
+        let Some(element) = &head.name else {
             return Err(FramingError::Format("attribute outside a start tag".into()));
-        }
+        };
         if head.attrs.len() + head.declarations.len() >= max {
-            let name = head.name.as_ref().map_or("", |n| n.as_str());
             return Err(FramingError::Limit(format!(
-                "more than {max} attributes on <{name}>"
+                "more than {max} attributes on <{}>",
+                element.as_str()
             )));
         }
         // XML 1.0 "Unique Att Spec" for declarations; rxml's raw parser already refused the
@@ -338,10 +336,9 @@ impl StanzaFramer {
     /// The start tag is complete: resolve its names in the scope it opens.
     fn resolve_start_tag(&mut self) -> Result<Element, FramingError> {
         let head = &mut self.head;
-        let (true, Some(name)) = (head.open, head.name.take()) else {
+        let Some(name) = head.name.take() else {
             return Err(FramingError::Format("'>' outside a start tag".into()));
         };
-        head.open = false;
         self.scopes
             .open(head.default_ns.take(), head.declarations.drain(..));
         let ns = match &head.prefix {
