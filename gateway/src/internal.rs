@@ -20,7 +20,7 @@ use tokio::time::{Instant, sleep_until, timeout};
 use tracing::Instrument;
 use xmppfed_policy::document::InternalServer;
 use xmppfed_policy::{CompiledPolicy, Negotiation, NegotiationSettings};
-use xmppfed_xmpp::conn::{BATCH_BYTES, ConnError, Transport, XmppConn};
+use xmppfed_xmpp::conn::{BATCH_BYTES, ConnError, Transport, XmppConn, connect_s2s};
 use xmppfed_xmpp::element::Element;
 use xmppfed_xmpp::framer::{Frame, FramerLimits};
 use xmppfed_xmpp::inbound::{Action, InboundPolicy, InboundSession, Input};
@@ -595,12 +595,7 @@ async fn attempt(
     purpose: &Purpose,
     a: SocketAddr,
 ) -> Result<Connected, String> {
-    let tcp = timeout(CONNECT_TIMEOUT, TcpStream::connect(a))
-        .await
-        .map_err(|_| "connection timed out".to_string())?
-        .map_err(|e| format!("connection failed: {e}"))?;
-    let _ = tcp.set_nodelay(true);
-    let mut conn = XmppConn::new(Transport::Plain(tcp), FramerLimits::PRE_AUTH);
+    let mut conn = connect_s2s(a, None, remote, CONNECT_TIMEOUT).await?;
     let mut session = OutboundSession::new(
         local,
         remote,

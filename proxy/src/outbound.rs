@@ -12,12 +12,11 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until, timeout};
 use tracing::Instrument;
 use xmppfed_policy::Partner;
-use xmppfed_xmpp::conn::{Transport, XmppConn, connect_tls};
+use xmppfed_xmpp::conn::{XmppConn, connect_s2s};
 use xmppfed_xmpp::element::Element;
 use xmppfed_xmpp::framer::{Frame, FramerLimits};
 use xmppfed_xmpp::inbound::Method;
@@ -464,25 +463,9 @@ async fn attempt(
     target: &Target,
     addr: std::net::SocketAddr,
 ) -> Result<Connected, String> {
-    let tcp = timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
-        .await
-        .map_err(|_| "connection timed out".to_string())?
-        .map_err(|e| format!("connection failed: {e}"))?;
-    let _ = tcp.set_nodelay(true);
-    let transport = if target.direct_tls {
-        let tls = timeout(
-            CONNECT_TIMEOUT,
-            connect_tls(tcp, shared.tls.client_direct.clone(), remote),
-        )
-        .await
-        .map_err(|_| "TLS handshake timed out".to_string())?
-        .map_err(|e| e.to_string())?;
-        Transport::ClientTls(Box::new(tls))
-    } else {
-        Transport::Plain(tcp)
-    };
-    let chain = transport.peer_chain();
-    let mut conn = XmppConn::new(transport, FramerLimits::PRE_AUTH);
+    let direct = target.direct_tls.then(|| shared.tls.client_direct.clone());
+    let mut conn = connect_s2s(addr, direct, remote, CONNECT_TIMEOUT).await?;
+    let chain = conn.peer_chain();
     let mut session = OutboundSession::new(
         local,
         remote,

@@ -249,6 +249,35 @@ pub async fn connect_tls(
         .map_err(ConnError::Tls)
 }
 
+/// Opens a server-to-server connection to `addr`: TCP without Nagle (stanzas are small and
+/// latency matters), then at once TLS with SNI = `domain` when `direct_tls` gives a client
+/// configuration (XEP-0368). Each of the two steps is bounded by `step_timeout`; the stream
+/// starts under the pre-authentication limits.
+pub async fn connect_s2s(
+    addr: std::net::SocketAddr,
+    direct_tls: Option<Arc<rustls::ClientConfig>>,
+    domain: &str,
+    step_timeout: std::time::Duration,
+) -> Result<XmppConn, String> {
+    use tokio::time::timeout;
+    let tcp = timeout(step_timeout, TcpStream::connect(addr))
+        .await
+        .map_err(|_| "connection timed out".to_string())?
+        .map_err(|e| format!("connection failed: {e}"))?;
+    let _ = tcp.set_nodelay(true);
+    let transport = match direct_tls {
+        Some(config) => {
+            let tls = timeout(step_timeout, connect_tls(tcp, config, domain))
+                .await
+                .map_err(|_| "TLS handshake timed out".to_string())?
+                .map_err(|e| e.to_string())?;
+            Transport::ClientTls(Box::new(tls))
+        }
+        None => Transport::Plain(tcp),
+    };
+    Ok(XmppConn::new(transport, FramerLimits::PRE_AUTH))
+}
+
 fn not_connected() -> io::Error {
     io::Error::new(
         io::ErrorKind::NotConnected,

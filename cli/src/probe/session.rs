@@ -6,10 +6,9 @@ use super::advice::stream_error_advice;
 use super::report::{Advice, Status, Step, advice};
 use super::{Prober, Reached, addr_target};
 use std::time::Instant;
-use tokio::net::TcpStream;
 use tokio::time::timeout;
 use xmppfed_policy::{Negotiation, NegotiationSettings};
-use xmppfed_xmpp::conn::{Transport, XmppConn, connect_tls};
+use xmppfed_xmpp::conn::{XmppConn, connect_s2s};
 use xmppfed_xmpp::dialback::DialbackSecret;
 use xmppfed_xmpp::element::Element;
 use xmppfed_xmpp::framer::{Frame, FramerLimits};
@@ -190,23 +189,19 @@ impl Prober {
         secret: DialbackSecret,
         trace: &mut Trace,
     ) -> Result<(XmppConn, Method), String> {
-        let tcp = TcpStream::connect(reached.addr)
-            .await
-            .map_err(|e| format!("connection failed: {e}"))?;
-        let _ = tcp.set_nodelay(true);
         let direct = reached.target.direct_tls;
-        let transport = if direct {
-            let config = s2s_client_config(self.identity.as_ref(), TlsMode::Direct)
-                .map_err(|e| e.to_string())?;
-            let tls = connect_tls(tcp, config, &self.domain)
-                .await
-                .map_err(|e| e.to_string())?;
-            Transport::ClientTls(Box::new(tls))
+        let direct_config = if direct {
+            Some(
+                s2s_client_config(self.identity.as_ref(), TlsMode::Direct)
+                    .map_err(|e| e.to_string())?,
+            )
         } else {
-            Transport::Plain(tcp)
+            None
         };
-        let chain = transport.peer_chain();
-        let mut conn = XmppConn::new(transport, FramerLimits::PRE_AUTH);
+        // The whole negotiation is bounded by the caller's timeout of the same length.
+        let mut conn =
+            connect_s2s(reached.addr, direct_config, &self.domain, self.step_timeout).await?;
+        let chain = conn.peer_chain();
         let mut session = OutboundSession::new(
             from,
             &self.domain,
