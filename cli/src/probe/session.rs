@@ -113,17 +113,7 @@ impl Prober {
             }
             Ok(Err(reason)) => {
                 let why = self.auth_advice(&reason, &trace, &from);
-                self.push(
-                    Step::new("authentication", Some(shown), started, Status::Fail, reason)
-                        .because(why),
-                );
-                self.push(Step::new(
-                    "ping",
-                    Some(d),
-                    Instant::now(),
-                    Status::Skip,
-                    "needs an authenticated stream",
-                ));
+                self.authentication_failed(shown, started, reason, why);
                 return;
             }
             Err(_) => {
@@ -143,23 +133,8 @@ impl Prober {
                         format!("look in {d}'s server log; raise --timeout"),
                     )
                 };
-                self.push(
-                    Step::new(
-                        "authentication",
-                        Some(shown),
-                        started,
-                        Status::Fail,
-                        format!("not authenticated within {} s", self.secs()),
-                    )
-                    .because(why),
-                );
-                self.push(Step::new(
-                    "ping",
-                    Some(d),
-                    Instant::now(),
-                    Status::Skip,
-                    "needs an authenticated stream",
-                ));
+                let text = format!("not authenticated within {} s", self.secs());
+                self.authentication_failed(shown, started, text, why);
                 return;
             }
         };
@@ -178,6 +153,26 @@ impl Prober {
         }
         let _ = conn.send(CLOSE_STREAM).await;
         conn.shutdown().await;
+    }
+
+    /// The authentication step failed, so the ping that needs it is skipped.
+    fn authentication_failed(
+        &mut self,
+        shown: String,
+        started: Instant,
+        text: String,
+        why: Advice,
+    ) {
+        self.push(
+            Step::new("authentication", Some(shown), started, Status::Fail, text).because(why),
+        );
+        self.push(Step::new(
+            "ping",
+            Some(self.domain.clone()),
+            Instant::now(),
+            Status::Skip,
+            "needs an authenticated stream",
+        ));
     }
 
     /// A fresh connection and the real negotiation, asking for bidi when offered.
