@@ -1,19 +1,17 @@
 //! Incremental framing of an XMPP stream into validated frames, under hard limits.
 //!
-//! rxml enforces RFC 6120 §11 restricted XML on every byte (no DTD, entities beyond the five
-//! predefined ones, PIs or comments; UTF-8 only; reserved prefixes). The framer resolves
-//! namespaces (undeclared prefixes and duplicate attributes refused) and, on top, it
-//! caps stanza bytes, nesting depth, attributes per element and name lengths, and counts bytes
-//! the parser holds before it emits an event, so a peer cannot make it buffer more than one
-//! stanza's worth. The parser consumes the input buffer as it goes: memory stays bounded.
+//! The lexer ([`lexer`]) enforces RFC 6120 §11 restricted XML on every byte (no DTD, entities
+//! beyond the five predefined ones, PIs or comments; UTF-8 only; reserved prefixes). The framer
+//! resolves namespaces (undeclared prefixes and duplicate attributes refused) and, on top, it
+//! caps stanza bytes, nesting depth, attributes per element and name lengths, and counts the
+//! bytes of an unfinished token left in the input buffer, so a peer cannot make it hold more
+//! than one stanza's worth.
 
 use crate::element::{Attribute, Element, Node};
 use crate::ns::{self, Namespace};
 use crate::stream_error::{StreamError, StreamErrorCondition};
 use bytes::{Buf, BytesMut};
-use rxml::error::EndOrError;
-use rxml::parser::{Options, Parse, RawEvent, RawParser, WithOptions};
-use rxml::strings::NcName;
+use lexer::{Lexer, QName, Token, XmlError, XmlErrorKind};
 use thiserror::Error;
 use tokio_util::codec::Decoder;
 
@@ -28,7 +26,7 @@ pub struct FramerLimits {
     pub max_attributes: usize,
     /// Longest element or attribute name.
     pub max_name_len: usize,
-    /// Longest single token (attribute value, text chunk) the parser buffers.
+    /// Longest attribute value (text is handed on in pieces and needs no limit of its own).
     pub max_token_len: usize,
 }
 
@@ -81,8 +79,8 @@ pub enum Frame {
 /// Why framing stopped. Each maps to the stream error the peer is sent.
 #[derive(Debug, Error)]
 pub enum FramingError {
-    #[error("the stream is not well-formed XML: {0}")]
-    Xml(rxml::Error),
+    #[error("{0}")]
+    Xml(XmlError),
     #[error("{0}")]
     Limit(String),
     #[error("{0}")]
@@ -100,9 +98,12 @@ impl FramingError {
     pub fn stream_error(&self) -> StreamError {
         use StreamErrorCondition as C;
         let condition = match self {
-            FramingError::Xml(rxml::Error::RestrictedXml(_)) => C::RestrictedXml,
-            FramingError::Xml(rxml::Error::InvalidUtf8Byte(_)) => C::UnsupportedEncoding,
-            FramingError::Xml(_) => C::NotWellFormed,
+            FramingError::Xml(e) => match e.kind {
+                XmlErrorKind::Restricted => C::RestrictedXml,
+                XmlErrorKind::Encoding => C::UnsupportedEncoding,
+                XmlErrorKind::NotWellFormed => C::NotWellFormed,
+                XmlErrorKind::TooLong => C::PolicyViolation,
+            },
             FramingError::Limit(_) => C::PolicyViolation,
             FramingError::Namespace(_) => C::InvalidNamespace,
             FramingError::Format(_) => C::BadFormat,
@@ -114,13 +115,12 @@ impl FramingError {
 
 /// The framer: a tokio-util [`Decoder`] over an XMPP stream.
 ///
-/// It drives rxml's `RawParser` (well-formedness, restricted XML, reserved `xml`/`xmlns`
-/// prefixes, matching end tags) and resolves namespaces itself in [`Scopes`]: rxml's own
-/// resolver builds a map per element and interns every namespace, which cost a third of the
-/// framing time; XMPP streams declare a handful of namespaces and rarely nest declarations, so a
-/// flat stack searched from the innermost declaration is faster and just as strict.
+/// Its lexer checks well-formedness, restricted XML, the reserved `xml`/`xmlns` bindings and
+/// matching end tags; the framer resolves namespaces in [`Scopes`]: XMPP streams declare a
+/// handful of namespaces and rarely nest declarations, so a flat stack searched from the
+/// innermost declaration is enough, and strict.
 pub struct StanzaFramer {
-    parser: RawParser,
+    lexer: Lexer,
     limits: FramerLimits,
     /// Element depth: 0 before the header, 1 inside the stream, 2+ inside a stanza.
     depth: usize,
@@ -132,31 +132,33 @@ pub struct StanzaFramer {
     stack: Vec<Element>,
     /// Bytes of the current top-level element (or of the stream header) so far.
     element_bytes: usize,
-    /// Bytes given to the parser since its last event (it buffers them internally).
+    /// Bytes of an unfinished token waiting in the input buffer.
     pending: usize,
+    /// A frame to hand out on the next call (`<stream:stream/>` opens and closes at once).
+    queued: Option<Frame>,
     closed: bool,
 }
 
-/// A start tag as the raw parser reports it, before namespace resolution. One is kept and
+/// A start tag as the lexer reports it, before namespace resolution. One is kept and
 /// reused: its vectors keep their capacity from one element to the next.
 #[derive(Default)]
 struct StartTag {
-    prefix: Option<NcName>,
+    prefix: Option<String>,
     /// The element's local name while its start tag is being read, `None` otherwise.
-    name: Option<NcName>,
+    name: Option<String>,
     /// `xmlns='…'` on this element (an empty value undeclares the default namespace).
     default_ns: Option<Namespace>,
     /// `xmlns:prefix='…'` declarations on this element.
-    declarations: Vec<(NcName, Namespace)>,
+    declarations: Vec<(String, Namespace)>,
     /// Other attributes: prefix, local name, value.
-    attrs: Vec<(Option<NcName>, NcName, String)>,
+    attrs: Vec<(Option<String>, String, String)>,
 }
 
 /// The namespace declarations in scope, as two flat stacks.
 #[derive(Default)]
 struct Scopes {
     /// Every `xmlns:prefix` declaration of the open elements, innermost last.
-    prefixes: Vec<(NcName, Namespace)>,
+    prefixes: Vec<(String, Namespace)>,
     /// Per open element: the default namespace in effect inside it, and how many entries of
     /// `prefixes` were declared outside it.
     elements: Vec<(Namespace, usize)>,
@@ -176,17 +178,19 @@ impl Scopes {
         self.prefixes
             .iter()
             .rev()
-            .find(|(p, _)| p.as_str() == prefix)
+            .find(|(p, _)| p == prefix)
             .map(|(_, ns)| ns.clone())
-            .ok_or(FramingError::Xml(rxml::Error::UndeclaredNamespacePrefix(
-                None,
-            )))
+            .ok_or_else(|| {
+                FramingError::Xml(XmlError::malformed(format!(
+                    "the namespace prefix '{prefix}' is not declared"
+                )))
+            })
     }
 
     fn open(
         &mut self,
         default_ns: Option<Namespace>,
-        declarations: impl Iterator<Item = (NcName, Namespace)>,
+        declarations: impl Iterator<Item = (String, Namespace)>,
     ) {
         let outer = self.prefixes.len();
         let default_ns = default_ns.unwrap_or_else(|| self.default_ns().clone());
@@ -201,17 +205,15 @@ impl Scopes {
     }
 }
 
-fn new_parser(limits: &FramerLimits) -> RawParser {
-    RawParser::with_options(Options {
-        max_token_length: limits.max_token_len,
-        ..Options::default()
-    })
+fn new_lexer(limits: &FramerLimits) -> Lexer {
+    // The lexer sees qualified names whole; the framer checks each part against the limit.
+    Lexer::new(2 * limits.max_name_len + 1, limits.max_token_len)
 }
 
 impl StanzaFramer {
     pub fn new(limits: FramerLimits) -> Self {
         Self {
-            parser: new_parser(&limits),
+            lexer: new_lexer(&limits),
             limits,
             depth: 0,
             head: StartTag::default(),
@@ -219,6 +221,7 @@ impl StanzaFramer {
             stack: Vec::new(),
             element_bytes: 0,
             pending: 0,
+            queued: None,
             closed: false,
         }
     }
@@ -231,6 +234,8 @@ impl StanzaFramer {
     /// Change limits at a top-level element boundary (e.g. after authentication).
     pub fn set_limits(&mut self, limits: FramerLimits) {
         self.limits = limits;
+        self.lexer
+            .set_limits(2 * limits.max_name_len + 1, limits.max_token_len);
     }
 
     pub fn limits(&self) -> FramerLimits {
@@ -263,7 +268,7 @@ impl StanzaFramer {
         Ok(())
     }
 
-    fn check_name(&self, name: &NcName, what: &str) -> Result<(), FramingError> {
+    fn check_name(&self, name: &str, what: &str) -> Result<(), FramingError> {
         let max = self.limits.max_name_len;
         if name.len() > max {
             return Err(self.limit(format!("{what} name longer than {max} characters")));
@@ -278,30 +283,32 @@ impl StanzaFramer {
         self.check_size()
     }
 
-    fn start_tag(&mut self, prefix: Option<NcName>, name: NcName) -> Result<(), FramingError> {
+    fn start_tag(&mut self, name: QName<'_>) -> Result<(), FramingError> {
         if self.depth > self.limits.max_depth {
             return Err(self.limit(format!(
                 "elements nested deeper than {}",
                 self.limits.max_depth
             )));
         }
-        self.check_name(&name, "element")?;
+        self.check_name(name.local, "element")?;
+        if let Some(prefix) = name.prefix {
+            self.check_name(prefix, "prefix")?;
+        }
         let head = &mut self.head;
-        head.prefix = prefix;
-        head.name = Some(name);
+        head.prefix = name.prefix.map(str::to_string);
+        head.name = Some(name.local.to_string());
         head.default_ns = None;
         head.declarations.clear();
         head.attrs.clear();
         Ok(())
     }
 
-    fn attribute(
-        &mut self,
-        prefix: Option<NcName>,
-        name: NcName,
-        value: String,
-    ) -> Result<(), FramingError> {
-        self.check_name(&name, "attribute")?;
+    fn attribute(&mut self, name: QName<'_>, value: String) -> Result<(), FramingError> {
+        let QName { prefix, local } = name;
+        self.check_name(local, "attribute")?;
+        if let Some(prefix) = prefix {
+            self.check_name(prefix, "prefix")?;
+        }
         let max = self.limits.max_attributes;
         let head = &mut self.head;
         let Some(element) = &head.name else {
@@ -309,26 +316,28 @@ impl StanzaFramer {
         };
         if head.attrs.len() + head.declarations.len() >= max {
             return Err(FramingError::Limit(format!(
-                "more than {max} attributes on <{}>",
-                element.as_str()
+                "more than {max} attributes on <{element}>"
             )));
         }
-        // XML 1.0 "Unique Att Spec" for declarations; rxml's raw parser already refused the
-        // reserved `xml`/`xmlns` bindings and `xmlns:p=''`.
-        let duplicate = FramingError::Xml(rxml::Error::DuplicateAttribute);
+        // XML 1.0 "Unique Att Spec" for declarations; the lexer already refused the reserved
+        // `xml`/`xmlns` bindings and `xmlns:p=''`.
+        let duplicate = || FramingError::Xml(duplicate_attribute(local));
         match prefix {
-            Some(p) if p.as_str() == "xmlns" => {
-                if head.declarations.iter().any(|(d, _)| *d == name) {
-                    return Err(duplicate);
+            Some("xmlns") => {
+                if head.declarations.iter().any(|(d, _)| d == local) {
+                    return Err(duplicate());
                 }
-                head.declarations.push((name, ns::intern(value)));
+                head.declarations
+                    .push((local.to_string(), ns::intern(value)));
             }
-            None if name.as_str() == "xmlns" => {
+            None if local == "xmlns" => {
                 if head.default_ns.replace(ns::intern(value)).is_some() {
-                    return Err(duplicate);
+                    return Err(duplicate());
                 }
             }
-            prefix => head.attrs.push((prefix, name, value)),
+            prefix => head
+                .attrs
+                .push((prefix.map(str::to_string), local.to_string(), value)),
         }
         Ok(())
     }
@@ -345,7 +354,7 @@ impl StanzaFramer {
             None => self.scopes.default_ns().clone(),
             Some(prefix) => self.scopes.resolve(prefix)?,
         };
-        let mut element = Element::new(ns, String::from(name));
+        let mut element = Element::new(ns, name);
         element.attrs.reserve_exact(head.attrs.len());
         for (prefix, name, value) in head.attrs.drain(..) {
             // Unprefixed attributes are in no namespace (Namespaces in XML 1.0 §6.2).
@@ -355,18 +364,10 @@ impl StanzaFramer {
             };
             // "Attributes Unique": no two attributes with the same expanded name, which also
             // covers the same literal name twice.
-            if element
-                .attrs
-                .iter()
-                .any(|a| a.name == name.as_str() && a.ns == ns)
-            {
-                return Err(FramingError::Xml(rxml::Error::DuplicateAttribute));
+            if element.attrs.iter().any(|a| a.name == name && a.ns == ns) {
+                return Err(FramingError::Xml(duplicate_attribute(&name)));
             }
-            element.attrs.push(Attribute {
-                ns,
-                name: String::from(name),
-                value,
-            });
+            element.attrs.push(Attribute { ns, name, value });
         }
         Ok(element)
     }
@@ -395,58 +396,68 @@ impl StanzaFramer {
         }))
     }
 
-    fn handle(&mut self, event: RawEvent) -> Result<Option<Frame>, FramingError> {
-        match event {
-            RawEvent::XmlDeclaration(m, _) => {
-                self.count(m.len())?;
+    /// An element ends (`</name>` or `/>`).
+    fn end_element(&mut self, bytes: usize) -> Result<Option<Frame>, FramingError> {
+        self.scopes.close();
+        if self.depth == 1 {
+            self.pending = 0;
+            self.depth = 0;
+            self.closed = true;
+            return Ok(Some(Frame::Close));
+        }
+        self.count(bytes)?;
+        self.depth -= 1;
+        let Some(done) = self.stack.pop() else {
+            return Err(FramingError::Format("end tag without start tag".into()));
+        };
+        match self.stack.last_mut() {
+            Some(parent) => {
+                parent.children.push(Node::Element(done));
                 Ok(None)
             }
-            RawEvent::ElementHeadOpen(m, (prefix, name)) => {
+            None => Ok(Some(Frame::Element(done))),
+        }
+    }
+
+    fn handle(&mut self, token: Token<'_>, bytes: usize) -> Result<Option<Frame>, FramingError> {
+        match token {
+            Token::Declaration | Token::Skip => {
+                self.count(bytes)?;
+                Ok(None)
+            }
+            Token::StartTag(name) => {
                 if self.depth == 1 {
                     self.element_bytes = 0;
                 }
-                self.count(m.len())?;
-                self.start_tag(prefix, name)?;
+                self.count(bytes)?;
+                self.start_tag(name)?;
                 Ok(None)
             }
-            RawEvent::Attribute(m, (prefix, name), value) => {
-                self.count(m.len())?;
-                self.attribute(prefix, name, value)?;
+            Token::Attribute(name, value) => {
+                self.count(bytes)?;
+                self.attribute(name, value.into_owned())?;
                 Ok(None)
             }
-            RawEvent::ElementHeadClose(m) => {
-                self.count(m.len())?;
+            Token::StartTagEnd { empty } => {
+                self.count(bytes)?;
                 let element = self.resolve_start_tag()?;
                 if self.depth == 0 {
                     self.depth = 1;
-                    return Self::stream_header(element).map(Some);
+                    let header = Self::stream_header(element)?;
+                    if empty {
+                        self.queued = self.end_element(0)?;
+                    }
+                    return Ok(Some(header));
                 }
                 self.stack.push(element);
                 self.depth += 1;
+                if empty {
+                    return self.end_element(0);
+                }
                 Ok(None)
             }
-            RawEvent::ElementFoot(m) => {
-                self.scopes.close();
-                if self.depth == 1 {
-                    self.pending = 0;
-                    self.depth = 0;
-                    self.closed = true;
-                    return Ok(Some(Frame::Close));
-                }
-                self.count(m.len())?;
-                self.depth -= 1;
-                let Some(done) = self.stack.pop() else {
-                    return Err(FramingError::Format("end tag without start tag".into()));
-                };
-                match self.stack.last_mut() {
-                    Some(parent) => {
-                        parent.children.push(Node::Element(done));
-                        Ok(None)
-                    }
-                    None => Ok(Some(Frame::Element(done))),
-                }
-            }
-            RawEvent::Text(m, text) => {
+            Token::EndTag => self.end_element(bytes),
+            Token::Text(text) => {
                 self.pending = 0;
                 if self.depth <= 1 {
                     if text.chars().all(|c| matches!(c, ' ' | '\t' | '\r' | '\n')) {
@@ -454,11 +465,11 @@ impl StanzaFramer {
                     }
                     return Err(FramingError::Format("text outside of any stanza".into()));
                 }
-                self.count(m.len())?;
+                self.count(bytes)?;
                 if let Some(e) = self.stack.last_mut() {
                     match e.children.last_mut() {
                         Some(Node::Text(t)) => t.push_str(&text),
-                        _ => e.children.push(Node::Text(text)),
+                        _ => e.children.push(Node::Text(text.into_owned())),
                     }
                 }
                 Ok(None)
@@ -467,11 +478,10 @@ impl StanzaFramer {
     }
 }
 
-/// `<!` followed by a letter: `<!DOCTYPE`, `<!ENTITY`, … (CDATA is `<![`).
-fn declares_markup(bytes: &[u8]) -> bool {
-    bytes
-        .windows(3)
-        .any(|w| w[0] == b'<' && w[1] == b'!' && w[2].is_ascii_alphabetic())
+fn duplicate_attribute(name: &str) -> XmlError {
+    XmlError::malformed(format!(
+        "the attribute '{name}' appears twice on one element"
+    ))
 }
 
 impl Decoder for StanzaFramer {
@@ -479,54 +489,31 @@ impl Decoder for StanzaFramer {
     type Error = FramingError;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, FramingError> {
+        if let Some(frame) = self.queued.take() {
+            return Ok(Some(frame));
+        }
         loop {
             if self.closed {
                 // Nothing may follow </stream:stream>; ignore trailing bytes.
                 src.clear();
                 return Ok(None);
             }
-            // No early return on an empty buffer: the parser may still hold an event (the end
-            // of `<x/>` comes one call after its start), and a peer waiting for our answer to
-            // `<starttls/>` sends nothing more.
-            let mut input: &[u8] = &src[..];
-            let result = self.parser.parse(&mut input, false);
-            let consumed = src.len() - input.len();
-            let parsed = if result.is_err() {
-                // What was parsed plus the bytes the error may sit on.
-                src[..src.len().min(consumed + 16)].to_vec()
-            } else {
-                Vec::new()
+            let step = match self.lexer.next(&src[..]) {
+                Ok(step) => step,
+                Err(e) if e.kind == XmlErrorKind::TooLong => {
+                    return Err(self.limit(e.to_string()));
+                }
+                Err(e) => return Err(FramingError::Xml(e)),
             };
+            let Some((token, consumed)) = step else {
+                self.pending = src.len();
+                self.check_size()?;
+                return Ok(None);
+            };
+            let frame = self.handle(token, consumed)?;
             src.advance(consumed);
-            match result {
-                Ok(Some(event)) => {
-                    if let Some(frame) = self.handle(event)? {
-                        return Ok(Some(frame));
-                    }
-                }
-                Ok(None) => return Ok(None),
-                Err(EndOrError::NeedMoreData) => {
-                    self.pending += consumed;
-                    self.check_size()?;
-                    return Ok(None);
-                }
-                Err(EndOrError::Error(e)) => {
-                    // rxml reports a DTD or other markup declaration as a syntax error; the
-                    // peer should learn it broke RFC 6120 §11's restrictions.
-                    // rxml's token-length limit: a size limit, so a policy violation.
-                    if matches!(e, rxml::Error::RestrictedXml(m) if m.contains("long name")) {
-                        return Err(self.limit(format!(
-                            "a name, attribute value or text run longer than {} bytes",
-                            self.limits.max_token_len
-                        )));
-                    }
-                    if declares_markup(&parsed) {
-                        return Err(FramingError::Xml(rxml::Error::RestrictedXml(
-                            "DTDs and markup declarations are not allowed in XMPP",
-                        )));
-                    }
-                    return Err(FramingError::Xml(e));
-                }
+            if frame.is_some() {
+                return Ok(frame);
             }
         }
     }
@@ -534,12 +521,19 @@ impl Decoder for StanzaFramer {
     fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, FramingError> {
         match self.decode(src)? {
             Some(frame) => Ok(Some(frame)),
-            None if self.closed || (self.depth == 0 && self.pending == 0) => Ok(None),
+            None if self.closed
+                || (self.depth == 0 && src.is_empty() && self.lexer.is_between_tokens()) =>
+            {
+                Ok(None)
+            }
             None => Err(FramingError::UnexpectedEof),
         }
     }
 }
 
+mod lexer;
+#[cfg(test)]
+mod lexer_tests;
 #[cfg(test)]
 mod namespace_tests;
 #[cfg(test)]

