@@ -354,6 +354,16 @@ impl StanzaFramer {
             None => self.scopes.default_ns().clone(),
             Some(prefix) => self.scopes.resolve(prefix)?,
         };
+        if ns == ns::XML {
+            // Reserved (Namespaces in XML 1.0 §3), and no output could declare it.
+            return Err(FramingError::Xml(XmlError::malformed(format!(
+                "the element <xml:{name}> is in the reserved XML namespace"
+            ))));
+        }
+        // Each element and attribute holds its own copy of a namespace that is not a well-known
+        // static one: those copies count against the stanza limit, or a long namespace
+        // inherited by many small elements would cost memory quadratic in the stanza's size.
+        let mut copied = copied_bytes(&ns);
         let mut element = Element::new(ns, name);
         element.attrs.reserve_exact(head.attrs.len());
         for (prefix, name, value) in head.attrs.drain(..) {
@@ -362,6 +372,7 @@ impl StanzaFramer {
                 None => Namespace::Borrowed(""),
                 Some(prefix) => self.scopes.resolve(prefix)?,
             };
+            copied += copied_bytes(&ns);
             // "Attributes Unique": no two attributes with the same expanded name, which also
             // covers the same literal name twice.
             if element.attrs.iter().any(|a| a.name == name && a.ns == ns) {
@@ -369,6 +380,8 @@ impl StanzaFramer {
             }
             element.attrs.push(Attribute { ns, name, value });
         }
+        self.element_bytes += copied;
+        self.check_size()?;
         Ok(element)
     }
 
@@ -415,7 +428,11 @@ impl StanzaFramer {
                 parent.children.push(Node::Element(done));
                 Ok(None)
             }
-            None => Ok(Some(Frame::Element(done))),
+            None => {
+                // Whatever comes next (whitespace, the next stanza) starts a new count.
+                self.element_bytes = 0;
+                Ok(Some(Frame::Element(done)))
+            }
         }
     }
 
@@ -443,6 +460,7 @@ impl StanzaFramer {
                 let element = self.resolve_start_tag()?;
                 if self.depth == 0 {
                     self.depth = 1;
+                    self.element_bytes = 0;
                     let header = Self::stream_header(element)?;
                     if empty {
                         self.queued = self.end_element(0)?;
@@ -475,6 +493,14 @@ impl StanzaFramer {
                 Ok(None)
             }
         }
+    }
+}
+
+/// Bytes an element holds for a namespace beyond the well-known, shared ones.
+fn copied_bytes(ns: &Namespace) -> usize {
+    match ns {
+        Namespace::Owned(s) => s.len(),
+        Namespace::Borrowed(_) => 0,
     }
 }
 

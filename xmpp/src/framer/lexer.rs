@@ -19,7 +19,7 @@
 //! values and `]]>` in text; malformed names (qualified names with one colon at most, each part
 //! an NCName); attributes without whitespace before them; end tags that do not match; the
 //! reserved `xmlns:xmlns`, `xmlns:xml` to anything but the XML namespace, anything else bound to
-//! it, and `xmlns:p=''`. It decodes references, normalises line ends in text and whitespace in
+//! it or to the xmlns namespace, and `xmlns:p=''`. It decodes references, normalises line ends in text and whitespace in
 //! attribute values, as XML 1.0 §2.11 and §3.3.3 require.
 
 use std::borrow::Cow;
@@ -244,8 +244,8 @@ fn utf8_char(buf: &[u8], i: usize) -> Result<Option<usize>> {
         // U+FFFE and U+FFFF are not XML characters; surrogates are not UTF-8.
         Ok(_) if len == 3 && bytes[0] == 0xEF && bytes[1] == 0xBF && bytes[2] >= 0xBE => {
             Err(XmlError::malformed(format!(
-                "character U+FF{:X} is not allowed in XML",
-                bytes[2] - 0x40
+                "character U+FFF{:X} is not allowed in XML",
+                bytes[2] - 0xB0
             )))
         }
         Ok(_) => Ok(Some(len)),
@@ -301,9 +301,10 @@ fn reference(buf: &[u8]) -> Result<Option<usize>> {
                 )),
             }
         }
-        _ => Err(XmlError::restricted(
-            "only the five predefined entities may be referenced in XMPP",
-        )),
+        name if !name.is_empty() && name.iter().all(u8::is_ascii_alphanumeric) => Err(
+            XmlError::restricted("only the five predefined entities may be referenced in XMPP"),
+        ),
+        _ => Err(XmlError::malformed("malformed reference: expected ';'")),
     }
 }
 
@@ -667,8 +668,8 @@ impl Lexer {
         }
     }
 
-    /// `<?xml version='1.0' (encoding='UTF-8')? (standalone='yes')? ?>` (§2.8): XMPP allows
-    /// only version 1.0, UTF-8 and standalone documents.
+    /// `<?xml version='1.0' (encoding='UTF-8')? (standalone='yes'|'no')? ?>` (§2.8): XMPP
+    /// allows only version 1.0 and UTF-8.
     fn declaration<'a>(&mut self, buf: &'a [u8]) -> Result<Option<(Token<'a>, usize)>> {
         let Some(end) = memchr::memmem::find(&buf[..buf.len().min(MAX_DECLARATION)], b"?>") else {
             if buf.len() >= MAX_DECLARATION {
@@ -706,11 +707,8 @@ impl Lexer {
                 1 if !value.eq_ignore_ascii_case("utf-8") => {
                     return Err(XmlError::restricted("only UTF-8 is allowed in XMPP"));
                 }
-                2 if !value.eq_ignore_ascii_case("yes") => {
-                    return Err(XmlError::restricted(
-                        "only standalone documents are allowed",
-                    ));
-                }
+                // Exactly 'yes' or 'no' (XML 1.0 [32]); RFC 6120 forbids neither.
+                2 if value != "yes" && value != "no" => return Err(bad()),
                 _ => {}
             }
             rest = tail;
@@ -951,6 +949,7 @@ impl Lexer {
 /// Namespaces in XML 1.0, "Reserved Prefixes and Namespace Names" and "No Prefix Undeclaring".
 fn check_reserved(name: &QName<'_>, value: &str) -> Result<()> {
     const XML_NS: &str = "http://www.w3.org/XML/1998/namespace";
+    const XMLNS_NS: &str = "http://www.w3.org/2000/xmlns/";
     match (name.prefix, name.local) {
         (Some("xmlns"), "xmlns") => Err(XmlError::malformed("the prefix 'xmlns' is reserved")),
         (Some("xmlns"), "xml") if value != XML_NS => Err(XmlError::malformed(
@@ -964,6 +963,10 @@ fn check_reserved(name: &QName<'_>, value: &str) -> Result<()> {
         )),
         (None, "xmlns") if value == XML_NS => Err(XmlError::malformed(
             "the XML namespace cannot be the default namespace",
+        )),
+        // Nothing may be bound to the namespace of `xmlns` itself (rxml 0.14 lets it through).
+        (Some("xmlns"), _) | (None, "xmlns") if value == XMLNS_NS => Err(XmlError::malformed(
+            "the xmlns namespace cannot be declared",
         )),
         _ => Ok(()),
     }

@@ -7,6 +7,7 @@
 use super::namespace_tests::{ours_in_chunks, reference, sorted};
 use super::tests::HEADER;
 use super::*;
+use crate::stream_error::StreamErrorCondition as C;
 use proptest::prelude::*;
 
 /// Text pieces, mostly valid: sometimes one breaks the stanza.
@@ -204,14 +205,14 @@ fn generated_stanzas_are_accepted_often_enough_to_matter() {
 /// Cases where XML 1.0 and rxml 0.14 part ways, or that the generator does not reach.
 #[test]
 fn edge_cases_follow_xml_1_0() {
-    use crate::stream_error::StreamErrorCondition as C;
     let accepted = [
         // XML 1.0 allows whitespace before the root element without a declaration (`Misc`);
         // rxml refuses it. Some servers send a newline before `<stream:stream>`.
         "\n<stream:stream xmlns:stream='http://etherx.jabber.org/streams'>",
         // The encoding declaration is optional before `standalone` (XML 1.0 [23]); rxml
-        // insists on it.
+        // insists on it, and refuses `standalone='no'`, which RFC 6120 does not forbid.
         "<?xml version='1.0' standalone='yes'?><stream:stream xmlns:stream='http://etherx.jabber.org/streams'>",
+        "<?xml version='1.0' encoding='utf-8' standalone='no'?><stream:stream xmlns:stream='http://etherx.jabber.org/streams'>",
         "<?xml version = \"1.0\" encoding='UTF-8' ?>\n<stream:stream xmlns:stream='http://etherx.jabber.org/streams'>",
     ];
     for input in accepted {
@@ -232,8 +233,8 @@ fn edge_cases_follow_xml_1_0() {
             C::RestrictedXml,
         ),
         (
-            "<?xml version='1.0' standalone='no'?><stream:stream/>",
-            C::RestrictedXml,
+            "<?xml version='1.0' standalone='YES'?><stream:stream/>",
+            C::NotWellFormed,
         ),
         ("<?xml encoding='UTF-8'?><stream:stream/>", C::NotWellFormed),
         ("\n<?xml version='1.0'?><stream:stream/>", C::RestrictedXml),
@@ -259,6 +260,27 @@ fn edge_cases_follow_xml_1_0() {
         (
             &format!("{HEADER}<message>&undeclared;</message>"),
             C::RestrictedXml,
+        ),
+        (
+            &format!("{HEADER}<message>&a b;</message>"),
+            C::NotWellFormed,
+        ),
+        (
+            &format!("{HEADER}<message a='&' b='x;'/>"),
+            C::NotWellFormed,
+        ),
+        // Reserved namespaces, which rxml 0.14 accepts: re-serialised, they would be invalid.
+        (
+            &format!("{HEADER}<message><p:x xmlns:p='http://www.w3.org/2000/xmlns/'/></message>"),
+            C::NotWellFormed,
+        ),
+        (
+            &format!("{HEADER}<message><x xmlns='http://www.w3.org/2000/xmlns/'/></message>"),
+            C::NotWellFormed,
+        ),
+        (
+            &format!("{HEADER}<message><xml:x/></message>"),
+            C::NotWellFormed,
         ),
     ];
     for (input, condition) in refused {
@@ -318,4 +340,44 @@ fn an_attribute_value_may_arrive_a_byte_at_a_time() {
         panic!("{frames:?}")
     };
     assert_eq!(m.get_attr("a"), Some("v&\u{e9} ".repeat(2_000).as_str()));
+}
+
+#[test]
+fn a_stanza_limit_does_not_depend_on_how_reads_are_cut() {
+    // A stanza exactly at the limit, then the start of the next one in the same read: the
+    // unfinished start tag belongs to the next stanza, not to the one that ended.
+    let limits = FramerLimits::PRE_AUTH;
+    let body = "x".repeat(limits.max_stanza_bytes - "<message></message>".len());
+    let input = format!("{HEADER}<message>{body}</message><message/></stream:stream>");
+    for chunk in [
+        1,
+        7,
+        1000,
+        HEADER.len() + limits.max_stanza_bytes + 3,
+        usize::MAX,
+    ] {
+        let (frames, error) = tests::frames(input.as_bytes(), chunk, limits);
+        assert!(error.is_none(), "chunk {chunk}: {error:?}");
+        assert_eq!(frames.len(), 4, "chunk {chunk}");
+    }
+}
+
+#[test]
+fn copies_of_a_long_namespace_count_against_the_stanza_limit() {
+    // One long namespace inherited by many small elements: each holds a copy, so the copies
+    // are charged, and the stanza is refused long before memory grows with its square.
+    let ns = "u".repeat(4_000);
+    let children = "<b/>".repeat(1_490);
+    let input = format!("{HEADER}<a xmlns='urn:{ns}'>{children}");
+    let (_, error) = tests::frames(input.as_bytes(), 64, FramerLimits::PRE_AUTH);
+    let error = error.expect("refused").stream_error();
+    assert_eq!(error.condition, C::PolicyViolation, "{error}");
+    // A well-known namespace is shared, not copied: the same shape passes.
+    let input = format!(
+        "{HEADER}<message><a xmlns='urn:xmpp:receipts'>{}</a></message></stream:stream>",
+        "<b/>".repeat(1_000)
+    );
+    let (frames, error) = tests::frames(input.as_bytes(), 64, FramerLimits::PRE_AUTH);
+    assert!(error.is_none(), "{error:?}");
+    assert_eq!(frames.len(), 3);
 }

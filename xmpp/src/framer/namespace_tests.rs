@@ -154,6 +154,15 @@ fn declares_default_twice(input: &str) -> bool {
     })
 }
 
+/// What rxml 0.14 accepts and Namespaces in XML 1.0 §3 reserves, so the framer refuses it: the
+/// xmlns namespace declared, an element in the XML namespace (no output could declare either).
+fn uses_reserved_namespace(input: &str, elements: &[Element]) -> bool {
+    fn in_xml(e: &Element) -> bool {
+        e.ns == ns::XML || e.elements().any(in_xml)
+    }
+    input.contains("='http://www.w3.org/2000/xmlns/'") || elements.iter().any(in_xml)
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]
 
@@ -171,6 +180,7 @@ proptest! {
                 prop_assert_eq!(a, b, "{}", input);
             }
             (Err(_), Err(_)) => {}
+            (Err(_), Ok(b)) if uses_reserved_namespace(&input, &b) => {}
             (a, b) => prop_assert!(false, "{input}\nours: {a:?}\nrxml: {b:?}"),
         }
     }
