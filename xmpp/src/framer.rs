@@ -132,8 +132,6 @@ pub struct StanzaFramer {
     stack: Vec<Element>,
     /// Bytes of the current top-level element (or of the stream header) so far.
     element_bytes: usize,
-    /// Bytes of an unfinished token waiting in the input buffer.
-    pending: usize,
     /// A frame to hand out on the next call (`<stream:stream/>` opens and closes at once).
     queued: Option<Frame>,
     closed: bool,
@@ -205,22 +203,16 @@ impl Scopes {
     }
 }
 
-fn new_lexer(limits: &FramerLimits) -> Lexer {
-    // The lexer sees qualified names whole; the framer checks each part against the limit.
-    Lexer::new(2 * limits.max_name_len + 1, limits.max_token_len)
-}
-
 impl StanzaFramer {
     pub fn new(limits: FramerLimits) -> Self {
         Self {
-            lexer: new_lexer(&limits),
+            lexer: Lexer::new(&limits),
             limits,
             depth: 0,
             head: StartTag::default(),
             scopes: Scopes::default(),
             stack: Vec::new(),
             element_bytes: 0,
-            pending: 0,
             queued: None,
             closed: false,
         }
@@ -234,8 +226,7 @@ impl StanzaFramer {
     /// Change limits at a top-level element boundary (e.g. after authentication).
     pub fn set_limits(&mut self, limits: FramerLimits) {
         self.limits = limits;
-        self.lexer
-            .set_limits(2 * limits.max_name_len + 1, limits.max_token_len);
+        self.lexer.set_limits(&limits);
     }
 
     pub fn limits(&self) -> FramerLimits {
@@ -256,8 +247,10 @@ impl StanzaFramer {
         self.limits.max_token_len.max(4096) * 4
     }
 
-    fn check_size(&self) -> Result<(), FramingError> {
-        let size = self.element_bytes + self.pending;
+    /// Checks the element (or header) read so far plus `pending` bytes of an unfinished
+    /// token waiting in the input buffer.
+    fn check_size(&self, pending: usize) -> Result<(), FramingError> {
+        let size = self.element_bytes + pending;
         let max = self.limits.max_stanza_bytes;
         if self.depth >= 1 && size > max {
             return Err(self.limit(format!("stanza larger than the limit of {max} bytes")));
@@ -278,9 +271,8 @@ impl StanzaFramer {
 
     /// Counts an event's bytes against the element (or header) being read.
     fn count(&mut self, bytes: usize) -> Result<(), FramingError> {
-        self.pending = 0;
         self.element_bytes += bytes;
-        self.check_size()
+        self.check_size(0)
     }
 
     fn start_tag(&mut self, name: QName<'_>) -> Result<(), FramingError> {
@@ -381,7 +373,7 @@ impl StanzaFramer {
             element.attrs.push(Attribute { ns, name, value });
         }
         self.element_bytes += copied;
-        self.check_size()?;
+        self.check_size(0)?;
         Ok(element)
     }
 
@@ -413,7 +405,6 @@ impl StanzaFramer {
     fn end_element(&mut self, bytes: usize) -> Result<Option<Frame>, FramingError> {
         self.scopes.close();
         if self.depth == 1 {
-            self.pending = 0;
             self.depth = 0;
             self.closed = true;
             return Ok(Some(Frame::Close));
@@ -476,7 +467,6 @@ impl StanzaFramer {
             }
             Token::EndTag => self.end_element(bytes),
             Token::Text(text) => {
-                self.pending = 0;
                 if self.depth <= 1 {
                     if text.chars().all(|c| matches!(c, ' ' | '\t' | '\r' | '\n')) {
                         return Ok(Some(Frame::KeepAlive));
@@ -532,8 +522,7 @@ impl Decoder for StanzaFramer {
                 Err(e) => return Err(FramingError::Xml(e)),
             };
             let Some((token, consumed)) = step else {
-                self.pending = src.len();
-                self.check_size()?;
+                self.check_size(src.len())?;
                 return Ok(None);
             };
             let frame = self.handle(token, consumed)?;

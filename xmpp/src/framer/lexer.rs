@@ -22,6 +22,7 @@
 //! it or to the xmlns namespace, and `xmlns:p=''`. It decodes references, normalises line ends in text and whitespace in
 //! attribute values, as XML 1.0 §2.11 and §3.3.3 require.
 
+use super::FramerLimits;
 use std::borrow::Cow;
 use std::fmt;
 
@@ -57,6 +58,17 @@ impl XmlError {
             kind: XmlErrorKind::Restricted,
             reason: Cow::Borrowed(reason),
         }
+    }
+
+    fn too_long(what: &str, max: usize) -> Self {
+        Self {
+            kind: XmlErrorKind::TooLong,
+            reason: Cow::Owned(format!("{what} longer than {max} bytes")),
+        }
+    }
+
+    fn control_character(b: u8) -> Self {
+        Self::malformed(format!("control character U+{b:04X} is not allowed in XML"))
     }
 
     fn encoding() -> Self {
@@ -113,8 +125,8 @@ enum Mode {
     Tag { space: bool },
     /// Inside an attribute (resumable).
     Attribute(AttrScan),
-    /// After `</name`, before `>`.
-    EndTag,
+    /// After `</name`, before `>`; `pos`: bytes of the end tag examined so far.
+    EndTag { pos: usize },
     /// The root element has closed.
     Done,
 }
@@ -126,6 +138,8 @@ struct AttrScan {
     end: usize,
     colon: Option<usize>,
     phase: AttrPhase,
+    /// Bytes of the attribute examined so far: where scanning resumes.
+    pos: usize,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -146,8 +160,6 @@ enum AttrPhase {
 /// The lexer. One per stream (and per stream restart).
 pub struct Lexer {
     mode: Mode,
-    /// Bytes of the current, unfinished token already validated.
-    pos: usize,
     /// Qualified names of the open elements, concatenated; `ends` marks where each ends.
     names: String,
     ends: Vec<usize>,
@@ -329,53 +341,51 @@ fn resolve_reference(body: &str) -> char {
     }
 }
 
-/// Decodes validated character data: references, and `\r\n` / `\r` to `\n` (§2.11).
-fn decode_text(raw: &str, references: bool) -> String {
-    let mut out = String::with_capacity(raw.len());
-    let mut rest = raw;
-    while let Some(i) = rest.find(['&', '\r']) {
-        out.push_str(&rest[..i]);
-        if rest.as_bytes()[i] == b'\r' {
-            out.push('\n');
-            rest = rest[i + 1..].strip_prefix('\n').unwrap_or(&rest[i + 1..]);
-        } else if references {
-            let end = rest[i..].find(';').map_or(rest.len(), |e| i + e);
-            out.push(resolve_reference(&rest[i + 1..end]));
-            rest = &rest[(end + 1).min(rest.len())..];
-        } else {
-            out.push('&');
-            rest = &rest[i + 1..];
-        }
-    }
-    out.push_str(rest);
-    out
+/// What a validated run of characters is, for [`decoded`].
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Run {
+    /// Character data: references, and `\r\n` / `\r` to `\n` (§2.11).
+    Text,
+    /// A CDATA section's content: line ends only.
+    Cdata,
+    /// An attribute value: references, and each literal whitespace character (a `\r\n` pair
+    /// counting as one) to a space (§3.3.3).
+    Value,
 }
 
-/// Decodes a validated attribute value: references, and each literal whitespace character
-/// (a `\r\n` pair counting as one) to a space (§3.3.3).
-fn decode_value(raw: &str) -> String {
+/// `raw` decoded as `run` requires; borrowed when the scan found nothing to decode.
+fn decoded(raw: &str, needed: bool, run: Run) -> Cow<'_, str> {
+    if !needed {
+        return Cow::Borrowed(raw);
+    }
+    let line_end = if run == Run::Value { ' ' } else { '\n' };
     let mut out = String::with_capacity(raw.len());
     let mut rest = raw;
     while let Some(i) = rest.find(['&', '\r', '\n', '\t']) {
         out.push_str(&rest[..i]);
-        match rest.as_bytes()[i] {
-            b'&' => {
-                let end = rest[i..].find(';').map_or(rest.len(), |e| i + e);
-                out.push(resolve_reference(&rest[i + 1..end]));
-                rest = &rest[(end + 1).min(rest.len())..];
+        let after = &rest[i + 1..];
+        rest = match rest.as_bytes()[i] {
+            b'&' if run != Run::Cdata => {
+                let end = after.find(';').unwrap_or(after.len());
+                out.push(resolve_reference(&after[..end]));
+                &after[(end + 1).min(after.len())..]
             }
             b'\r' => {
-                out.push(' ');
-                rest = rest[i + 1..].strip_prefix('\n').unwrap_or(&rest[i + 1..]);
+                out.push(line_end);
+                after.strip_prefix('\n').unwrap_or(after)
             }
-            _ => {
+            b'\n' | b'\t' if run == Run::Value => {
                 out.push(' ');
-                rest = &rest[i + 1..];
+                after
             }
-        }
+            other => {
+                out.push(char::from(other));
+                after
+            }
+        };
     }
     out.push_str(rest);
-    out
+    Cow::Owned(out)
 }
 
 /// `buf[from..to]` as text; the lexer validated it as UTF-8 already.
@@ -384,27 +394,29 @@ fn text(buf: &[u8], from: usize, to: usize) -> Result<&str> {
 }
 
 impl Lexer {
-    pub fn new(max_name: usize, max_value: usize) -> Self {
-        Self {
+    pub fn new(limits: &FramerLimits) -> Self {
+        let mut lexer = Self {
             mode: Mode::Content,
-            pos: 0,
             names: String::new(),
             ends: Vec::new(),
             at_start: true,
-            max_name,
-            max_value,
-        }
+            max_name: 0,
+            max_value: 0,
+        };
+        lexer.set_limits(limits);
+        lexer
     }
 
-    pub fn set_limits(&mut self, max_name: usize, max_value: usize) {
-        self.max_name = max_name;
-        self.max_value = max_value;
+    pub fn set_limits(&mut self, limits: &FramerLimits) {
+        // Qualified names whole (prefix, colon, local part); the framer checks each part.
+        self.max_name = 2 * limits.max_name_len + 1;
+        self.max_value = limits.max_token_len;
     }
 
     /// Whether the lexer is between tokens outside any tag (so an end of input here is clean
     /// as far as lexing goes).
     pub fn is_between_tokens(&self) -> bool {
-        matches!(self.mode, Mode::Content | Mode::Done) && self.pos == 0
+        matches!(self.mode, Mode::Content | Mode::Done)
     }
 
     /// The next token of `buf` (the unconsumed input) and how many bytes it consumed; `None`
@@ -416,15 +428,12 @@ impl Lexer {
             Mode::Cdata => self.cdata(buf),
             Mode::Tag { space } => self.tag(buf, space),
             Mode::Attribute(scan) => self.attribute(buf, scan),
-            Mode::EndTag => self.end_tag(buf),
+            Mode::EndTag { pos } => self.end_tag(buf, pos),
             // Nothing may follow the root element; the framer stops reading there.
             Mode::Done => Ok(None),
         }?;
-        if let Some((_, consumed)) = &step {
-            self.pos = 0;
-            if *consumed > 0 {
-                self.at_start = false;
-            }
+        if step.as_ref().is_some_and(|(_, consumed)| *consumed > 0) {
+            self.at_start = false;
         }
         Ok(step)
     }
@@ -441,10 +450,7 @@ impl Lexer {
         let mut ascii = true;
         loop {
             if i - start > self.max_name {
-                return Err(XmlError {
-                    kind: XmlErrorKind::TooLong,
-                    reason: Cow::Owned(format!("name longer than {} bytes", self.max_name)),
-                });
+                return Err(XmlError::too_long("name", self.max_name));
             }
             let Some(&b) = buf.get(i) else {
                 return Ok(None);
@@ -579,23 +585,15 @@ impl Lexer {
                     }
                 },
                 _ => {
-                    return Err(XmlError::malformed(format!(
-                        "control character U+{:04X} is not allowed in XML",
-                        buf[i]
-                    )));
+                    return Err(XmlError::control_character(buf[i]));
                 }
             }
         }
         if stop == 0 {
             return Ok(None);
         }
-        let raw = text(buf, 0, stop)?;
-        let value = if decode {
-            Cow::Owned(decode_text(raw, true))
-        } else {
-            Cow::Borrowed(raw)
-        };
-        Ok(Some((Token::Text(value), stop)))
+        let text = decoded(text(buf, 0, stop)?, decode, Run::Text);
+        Ok(Some((Token::Text(text), stop)))
     }
 
     /// `buf` starts with `<`.
@@ -619,9 +617,7 @@ impl Lexer {
                         open.unwrap_or("")
                     )));
                 }
-                self.pos = end;
-                self.mode = Mode::EndTag;
-                self.end_tag(buf)
+                self.end_tag(buf, end)
             }
             b'!' => {
                 const CDATA: &[u8] = b"<![CDATA[";
@@ -753,9 +749,8 @@ impl Lexer {
                     end,
                     colon,
                     phase: AttrPhase::Eq,
+                    pos: end,
                 };
-                self.pos = end;
-                self.mode = Mode::Attribute(scan);
                 self.attribute(buf, scan)
             }
         }
@@ -777,7 +772,7 @@ impl Lexer {
         mut scan: AttrScan,
     ) -> Result<Option<(Token<'a>, usize)>> {
         let n = buf.len();
-        let mut i = self.pos;
+        let mut i = scan.pos;
         loop {
             match scan.phase {
                 AttrPhase::Eq | AttrPhase::Open => {
@@ -812,25 +807,14 @@ impl Lexer {
                         i += 1;
                     }
                     if i - start > self.max_value {
-                        return Err(XmlError {
-                            kind: XmlErrorKind::TooLong,
-                            reason: Cow::Owned(format!(
-                                "attribute value longer than {} bytes",
-                                self.max_value
-                            )),
-                        });
+                        return Err(XmlError::too_long("attribute value", self.max_value));
                     }
                     let Some(&b) = buf.get(i) else {
                         break;
                     };
                     match CLASS[b as usize] {
                         QUOTE if b == quote => {
-                            let raw = text(buf, start, i)?;
-                            let value = if *decode {
-                                Cow::Owned(decode_value(raw))
-                            } else {
-                                Cow::Borrowed(raw)
-                            };
+                            let value = decoded(text(buf, start, i)?, *decode, Run::Value);
                             let name = Self::qname_at(buf, scan.start, scan.end, scan.colon)?;
                             check_reserved(&name, &value)?;
                             self.mode = Mode::Tag { space: false };
@@ -858,27 +842,26 @@ impl Lexer {
                             ));
                         }
                         _ => {
-                            return Err(XmlError::malformed(format!(
-                                "control character U+{b:04X} is not allowed in XML"
-                            )));
+                            return Err(XmlError::control_character(b));
                         }
                     }
                 }
             }
         }
-        self.pos = i;
+        scan.pos = i;
         self.mode = Mode::Attribute(scan);
         Ok(None)
     }
 
-    fn end_tag<'a>(&mut self, buf: &'a [u8]) -> Result<Option<(Token<'a>, usize)>> {
-        let mut i = self.pos;
+    /// The rest of an end tag whose name, matched already, ends at `pos`.
+    fn end_tag<'a>(&mut self, buf: &'a [u8], pos: usize) -> Result<Option<(Token<'a>, usize)>> {
+        let mut i = pos;
         while i < buf.len() && is_space(buf[i]) {
             i += 1;
         }
         match buf.get(i) {
             None => {
-                self.pos = i;
+                self.mode = Mode::EndTag { pos: i };
                 Ok(None)
             }
             Some(b'>') => {
@@ -891,7 +874,7 @@ impl Lexer {
 
     fn cdata<'a>(&mut self, buf: &'a [u8]) -> Result<Option<(Token<'a>, usize)>> {
         let n = buf.len();
-        let mut i = self.pos;
+        let mut i = 0;
         let mut decode = false;
         let (stop, consumed) = loop {
             while i < n && !matches!(CLASS[buf[i] as usize], RBRACKET | CR | HIGH | CONTROL) {
@@ -924,9 +907,7 @@ impl Lexer {
                     None => break (i, i),
                 },
                 _ => {
-                    return Err(XmlError::malformed(format!(
-                        "control character U+{b:04X} is not allowed in XML"
-                    )));
+                    return Err(XmlError::control_character(b));
                 }
             }
         };
@@ -936,19 +917,14 @@ impl Lexer {
         if stop == 0 {
             return Ok(Some((Token::Skip, consumed)));
         }
-        let raw = text(buf, 0, stop)?;
-        let value = if decode {
-            Cow::Owned(decode_text(raw, false))
-        } else {
-            Cow::Borrowed(raw)
-        };
-        Ok(Some((Token::Text(value), consumed)))
+        let text = decoded(text(buf, 0, stop)?, decode, Run::Cdata);
+        Ok(Some((Token::Text(text), consumed)))
     }
 }
 
 /// Namespaces in XML 1.0, "Reserved Prefixes and Namespace Names" and "No Prefix Undeclaring".
 fn check_reserved(name: &QName<'_>, value: &str) -> Result<()> {
-    const XML_NS: &str = "http://www.w3.org/XML/1998/namespace";
+    const XML_NS: &str = crate::ns::XML;
     const XMLNS_NS: &str = "http://www.w3.org/2000/xmlns/";
     match (name.prefix, name.local) {
         (Some("xmlns"), "xmlns") => Err(XmlError::malformed("the prefix 'xmlns' is reserved")),
