@@ -74,15 +74,7 @@ struct LinkSink {
 
 impl LinkSink {
     async fn connect(proxy: &TestProxy) -> Self {
-        let config =
-            tls::link_client_config(&proxy.link_identity, std::slice::from_ref(&proxy.link_ca))
-                .expect("link client config");
-        let tcp = TcpStream::connect(proxy.proxy.link_addr)
-            .await
-            .expect("link connect");
-        let mut tls = xmppfed_xmpp::conn::connect_tls(tcp, config, "proxy.link")
-            .await
-            .expect("link TLS");
+        let mut tls = link_tls(proxy).await;
         tls.write_all(link::client_header("bench-sink").as_bytes())
             .await
             .expect("header");
@@ -93,12 +85,7 @@ impl LinkSink {
             assert!(k > 0, "link closed before its features");
             seen.extend_from_slice(&buf[..k]);
         }
-        for _ in 0..100 {
-            if proxy.proxy.shared.hub.connected() > 0 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        until_link_registered(proxy).await;
         Self { tls }
     }
 

@@ -82,16 +82,31 @@ pub struct TestGateway {
     received: u64,
 }
 
+/// A mutual-TLS connection to the proxy's link listener, as a gateway opens it.
+pub async fn link_tls(proxy: &TestProxy) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let config = link_client_config(&proxy.link_identity, std::slice::from_ref(&proxy.link_ca))
+        .expect("link client config");
+    let tcp = TcpStream::connect(proxy.proxy.link_addr)
+        .await
+        .expect("link connect");
+    connect_tls(tcp, config, "proxy.link")
+        .await
+        .expect("link TLS")
+}
+
+/// Waits (up to a second) until the proxy has registered a link.
+pub async fn until_link_registered(proxy: &TestProxy) {
+    for _ in 0..100 {
+        if proxy.proxy.shared.hub.connected() > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 impl TestGateway {
     pub async fn connect(proxy: &TestProxy) -> Self {
-        let config = link_client_config(&proxy.link_identity, std::slice::from_ref(&proxy.link_ca))
-            .expect("link client config");
-        let tcp = TcpStream::connect(proxy.proxy.link_addr)
-            .await
-            .expect("link connect");
-        let tls = connect_tls(tcp, config, "proxy.link")
-            .await
-            .expect("link TLS");
+        let tls = link_tls(proxy).await;
         let mut conn = XmppConn::new(
             Transport::ClientTls(Box::new(tls)),
             FramerLimits::authenticated(1 << 20),
@@ -107,13 +122,7 @@ impl TestGateway {
             panic!("link features expected")
         };
         assert!(features.get_child(link::NS, "link").is_some());
-        // Wait until the proxy has registered the link.
-        for _ in 0..100 {
-            if proxy.proxy.shared.hub.connected() > 0 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        until_link_registered(proxy).await;
         Self { conn, received: 0 }
     }
 
