@@ -7,7 +7,7 @@
 //! prosody/dnsmasq the server tests skip, saying so, unless `XMPPFED_REQUIRE_INTEROP` is set.
 
 use serde_json::Value;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -434,21 +434,22 @@ fn nothing_published_or_nothing_listening_fails_with_its_cause() {
     assert_eq!(status_of(&report, "authentication"), ["skip"]);
 }
 
-fn free_port(ip: Ipv4Addr) -> u16 {
-    TcpListener::bind((ip, 0))
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
+/// The edge's listeners in these tests. Each test gives its edge an address of its own, so fixed
+/// ports cannot clash between tests; they lie below the kernel's ephemeral range (32768+), so no
+/// outgoing connection can hold one either. (A port picked by binding port 0 and closing again
+/// raced with such connections: CI once saw "Address already in use".)
+const EDGE_STARTTLS_PORT: u16 = 15269;
+const EDGE_DIRECT_TLS_PORT: u16 = 15270;
+const EDGE_GATEWAY_PORT: u16 = 23456;
+/// The proxy's health port; the gateway's is the next one.
+const EDGE_HTTP_PORT: u16 = 19090;
+/// A port on the edge's address where nothing listens.
+const DEAD_PORT: u16 = 15999;
 
-/// `xmppfed up -f <manifests>` with its partner listener on `starttls` (chosen before, as the
-/// SRV records must name it); its log goes to `<state>/../up.log`.
-fn start_edge(manifests: &Path, state: &Path, starttls: SocketAddr, extra: &[&str]) -> Running {
-    let edge_ip = match starttls.ip() {
-        std::net::IpAddr::V4(v4) => v4,
-        std::net::IpAddr::V6(_) => Ipv4Addr::LOCALHOST,
-    };
-    let loopback = Ipv4Addr::LOCALHOST;
+/// `xmppfed up -f <manifests>` with every listener on `edge_ip` (the SRV records name
+/// `EDGE_STARTTLS_PORT` there); its log goes to `<state>/../up.log`.
+fn start_edge(manifests: &Path, state: &Path, edge_ip: Ipv4Addr, extra: &[&str]) -> Running {
+    let starttls = SocketAddr::from((edge_ip, EDGE_STARTTLS_PORT));
     let log_path = state.with_file_name("up.log");
     let log = std::fs::File::create(&log_path).expect("up.log");
     let child = Command::new(env!("CARGO_BIN_EXE_xmppfed"))
@@ -460,15 +461,15 @@ fn start_edge(manifests: &Path, state: &Path, starttls: SocketAddr, extra: &[&st
         .args(["--starttls-listen", &starttls.to_string()])
         .args([
             "--direct-tls-listen",
-            &SocketAddr::from((edge_ip, free_port(edge_ip))).to_string(),
+            &SocketAddr::from((edge_ip, EDGE_DIRECT_TLS_PORT)).to_string(),
         ])
         .args([
             "--gateway-listen",
-            &SocketAddr::from((loopback, free_port(loopback))).to_string(),
+            &SocketAddr::from((edge_ip, EDGE_GATEWAY_PORT)).to_string(),
         ])
         .args([
             "--http-listen",
-            &SocketAddr::from((loopback, free_port(loopback))).to_string(),
+            &SocketAddr::from((edge_ip, EDGE_HTTP_PORT)).to_string(),
         ])
         .args(extra)
         .stdout(Stdio::null())
@@ -497,21 +498,20 @@ fn an_xmppfed_edge_refuses_an_unlisted_sender_and_the_probe_says_why() {
     }
     let dir = tempfile::tempdir().expect("tmp");
     let edge_ip = ip(105, 2);
-    let starttls = SocketAddr::from((edge_ip, free_port(edge_ip)));
     // A stale direct-TLS record: nothing listens there.
-    let dead = free_port(edge_ip);
+    let dead = DEAD_PORT;
     let target = edge_ip.to_string();
     let dns = Dns::start(
         dir.path(),
         ip(105, 1),
         &[
             Srv("_xmpps-server._tcp.contoso.com", &target, dead),
-            Srv("_xmpp-server._tcp.contoso.com", &target, starttls.port()),
+            Srv("_xmpp-server._tcp.contoso.com", &target, EDGE_STARTTLS_PORT),
         ],
     );
     let state = dir.path().join("state");
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
-    let _up = start_edge(&examples, &state, starttls, &[]);
+    let _up = start_edge(&examples, &state, edge_ip, &[]);
     let ca = state.join("dev-ca.crt");
     let server = dns.addr.to_string();
 
@@ -596,14 +596,13 @@ fn dialback_succeeds_with_the_secret_of_the_edge_serving_from_and_fails_without_
         .tempdir()
         .expect("tmp");
     let (edge_ip, prosody_ip) = (ip(net, 2), ip(net, 3));
-    let starttls = SocketAddr::from((edge_ip, free_port(edge_ip)));
     let (edge, prosody) = (edge_ip.to_string(), prosody_ip.to_string());
     let dns = Dns::start(
         dir.path(),
         ip(net, 1),
         &[
             Srv("_xmpps-server._tcp.contoso.com", ".", 0),
-            Srv("_xmpp-server._tcp.contoso.com", &edge, starttls.port()),
+            Srv("_xmpp-server._tcp.contoso.com", &edge, EDGE_STARTTLS_PORT),
             Srv("_xmpps-server._tcp.probe.example", ".", 0),
             Srv("_xmpp-server._tcp.probe.example", &prosody, 15269),
         ],
@@ -655,7 +654,7 @@ fn dialback_succeeds_with_the_secret_of_the_edge_serving_from_and_fails_without_
     let _up = start_edge(
         &manifests,
         &state,
-        starttls,
+        edge_ip,
         &[
             "--tls-cert",
             path(&edge_crt),

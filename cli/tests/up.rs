@@ -4,7 +4,7 @@
 //! cleanly on Ctrl-C (SIGINT).
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -16,12 +16,10 @@ use support::{Running, expect_line, lines};
 /// How long `up` may take to print an expected line.
 const WAIT: Duration = Duration::from_secs(20);
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
+/// This test's own loopback address: with it, fixed ports below the kernel's ephemeral range
+/// (32768+) cannot clash with another test's listener or with any outgoing connection, as a
+/// port picked by binding port 0 and closing again could.
+const UP_IP: [u8; 4] = [127, 0, 107, 2];
 
 fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
@@ -59,17 +57,26 @@ fn up_runs_the_examples_applies_changes_keeps_the_last_good_policy_and_stops_on_
     let manifests = dir.path().join("manifests");
     std::fs::create_dir(&manifests).expect("mkdir");
     copy_examples(&manifests);
-    let http = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let gateway_http = SocketAddr::from(([127, 0, 0, 1], http.port() + 1));
+    let http = SocketAddr::from((UP_IP, 19090));
+    let gateway_http = SocketAddr::from((UP_IP, 19091));
     let child = Command::new(env!("CARGO_BIN_EXE_xmppfed"))
         .arg("up")
         .arg("-f")
         .arg(&manifests)
         .arg("--state-dir")
         .arg(dir.path().join("state"))
-        .args(["--starttls-listen", &format!("127.0.0.1:{}", free_port())])
-        .args(["--direct-tls-listen", &format!("127.0.0.1:{}", free_port())])
-        .args(["--gateway-listen", &format!("127.0.0.1:{}", free_port())])
+        .args([
+            "--starttls-listen",
+            &SocketAddr::from((UP_IP, 15269)).to_string(),
+        ])
+        .args([
+            "--direct-tls-listen",
+            &SocketAddr::from((UP_IP, 15270)).to_string(),
+        ])
+        .args([
+            "--gateway-listen",
+            &SocketAddr::from((UP_IP, 23456)).to_string(),
+        ])
         .args(["--http-listen", &http.to_string()])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
