@@ -92,6 +92,12 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, direct_tls
     let mut header_sent = false;
     let mut partner_label: Option<(String, &'static str)> = None;
     let mut reported_bytes = 0u64;
+    // This stream's counters, looked up once rather than per stanza.
+    let inbound = crate::metrics::DirectionLabels {
+        direction: "inbound",
+    };
+    let bytes_in = shared.metrics.bytes.get_or_create(&inbound).clone();
+    let stanzas_in = shared.metrics.stanzas.get_or_create(&inbound).clone();
     // XEP-0288: stanzas for the partner that come back over this stream. Made only when the
     // partner asks for bidi, so idle streams of other partners carry no queue.
     let mut bidi: Option<BidiReturn> = None;
@@ -102,93 +108,75 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, direct_tls
         let inactivity =
             Duration::from_secs(policy.document().limits.stream_inactivity_timeout_seconds);
         let authenticated = session.is_authenticated();
-        let input = tokio::select! {
-            frame = conn.next_frame() => {
-                last_activity = Instant::now();
-                match frame {
-                    Ok(Some(Frame::Header(h))) => {
-                        if let Some(error) = admit(&shared, &mut slot, &h) {
-                            send_header_and_error(&mut conn, &h, error.clone()).await;
-                            break Some(error);
-                        }
-                        Input::Header(h)
+        // Frames already read are handled without a `select!` (whose timers and channels
+        // cost more than policing a stanza); each read is bounded, so the other branches
+        // are polled at least every `READ_CHUNK` bytes.
+        let input = if let Some(frame) = conn.buffered_frame().transpose() {
+            last_activity = Instant::now();
+            match on_frame(frame.map(Some), &mut conn, &shared, &mut slot, header_sent).await {
+                Step::Input(input) => input,
+                Step::Next => continue,
+                Step::End(error) => break error,
+            }
+        } else {
+            tokio::select! {
+                frame = conn.next_frame() => {
+                    last_activity = Instant::now();
+                    match on_frame(frame, &mut conn, &shared, &mut slot, header_sent).await {
+                        Step::Input(input) => input,
+                        Step::Next => continue,
+                        Step::End(error) => break error,
                     }
-                    Ok(Some(Frame::Element(e))) => Input::Element(e),
-                    Ok(Some(Frame::KeepAlive)) => continue,
-                    Ok(Some(Frame::Close)) => {
-                        let _ = conn.send(CLOSE_STREAM).await;
+                }
+                Some(stanza) = BidiReturn::recv(&mut bidi), if bidi.is_some() => {
+                    if let Err(e) = conn.send(&stanza.to_xml_in(ns::SERVER)).await {
+                        crate::outbound::bounce_to_gateway(&shared, &stanza, "remote-server-timeout", &format!("the bidirectional stream failed: {e}")).await;
                         break None;
                     }
-                    Ok(None) => break None,
-                    Err(ConnError::Framing(e)) => {
-                        let error = e.stream_error();
-                        if !header_sent {
-                            let _ = conn.send(&stream::open_stream(&stream::default_header())).await;
-                        }
-                        let _ = conn.close_with(&error).await;
-                        break Some(error);
-                    }
-                    Err(e) => {
-                        tracing::info!(error = %e, "connection failed");
-                        break None;
-                    }
-                }
-            }
-            Some(stanza) = BidiReturn::recv(&mut bidi), if bidi.is_some() => {
-                if let Err(e) = conn.send(&stanza.to_xml_in(ns::SERVER)).await {
-                    crate::outbound::bounce_to_gateway(&shared, &stanza, "remote-server-timeout", &format!("the bidirectional stream failed: {e}")).await;
-                    break None;
-                }
-                shared.metrics.stanza("outbound");
-                continue;
-            }
-            Some(ctrl) = ctrl_rx.recv() => match ctrl {
-                Control::DialbackChecked { from, to, result } => Input::DialbackChecked { from, to, result },
-            },
-            _ = sleep_until(started + establishment), if !authenticated => {
-                let error = StreamError::new(C::ConnectionTimeout, format!("the stream was not authenticated within {} s", establishment.as_secs()));
-                if !header_sent {
-                    let _ = conn.send(&stream::open_stream(&stream::default_header())).await;
-                }
-                let _ = conn.close_with(&error).await;
-                break Some(error);
-            }
-            _ = sleep_until(last_activity + inactivity), if authenticated => {
-                let error = StreamError::new(C::ConnectionTimeout, format!("no traffic for {} s (streamInactivityTimeout)", inactivity.as_secs()));
-                let _ = conn.close_with(&error).await;
-                break Some(error);
-            }
-            changed = policy_rx.changed() => {
-                if changed.is_err() {
+                    shared.metrics.stanza("outbound");
                     continue;
                 }
-                let policy = policy_rx.borrow_and_update().clone();
-                if let Some(error) = session.recheck(&PolicyView(&policy)) {
-                    tracing::info!(%error, "closing after a policy change");
+                Some(ctrl) = ctrl_rx.recv() => match ctrl {
+                    Control::DialbackChecked { from, to, result } => Input::DialbackChecked { from, to, result },
+                },
+                _ = sleep_until(started + establishment), if !authenticated => {
+                    let error = StreamError::new(C::ConnectionTimeout, format!("the stream was not authenticated within {} s", establishment.as_secs()));
+                    if !header_sent {
+                        let _ = conn.send(&stream::open_stream(&stream::default_header())).await;
+                    }
                     let _ = conn.close_with(&error).await;
                     break Some(error);
                 }
-                if session.is_authenticated() {
-                    let max = policy.document().limits.max_stanza_bytes as usize;
-                    conn.framer_mut().set_limits(FramerLimits::authenticated(max));
+                _ = sleep_until(last_activity + inactivity), if authenticated => {
+                    let error = StreamError::new(C::ConnectionTimeout, format!("no traffic for {} s (streamInactivityTimeout)", inactivity.as_secs()));
+                    let _ = conn.close_with(&error).await;
+                    break Some(error);
                 }
-                continue;
-            }
-            _ = shutdown.changed() => {
-                let error = StreamError::new(C::SystemShutdown, "this federation edge instance is shutting down; reconnect to reach another");
-                let _ = conn.close_with(&error).await;
-                break Some(error);
+                changed = policy_rx.changed() => {
+                    if changed.is_err() {
+                        continue;
+                    }
+                    let policy = policy_rx.borrow_and_update().clone();
+                    if let Some(error) = session.recheck(&PolicyView(&policy)) {
+                        tracing::info!(%error, "closing after a policy change");
+                        let _ = conn.close_with(&error).await;
+                        break Some(error);
+                    }
+                    if session.is_authenticated() {
+                        let max = policy.document().limits.max_stanza_bytes as usize;
+                        conn.framer_mut().set_limits(FramerLimits::authenticated(max));
+                    }
+                    continue;
+                }
+                _ = shutdown.changed() => {
+                    let error = StreamError::new(C::SystemShutdown, "this federation edge instance is shutting down; reconnect to reach another");
+                    let _ = conn.close_with(&error).await;
+                    break Some(error);
+                }
             }
         };
-        let bytes = conn.bytes_in - reported_bytes;
+        bytes_in.inc_by(conn.bytes_in - reported_bytes);
         reported_bytes = conn.bytes_in;
-        shared
-            .metrics
-            .bytes
-            .get_or_create(&crate::metrics::DirectionLabels {
-                direction: "inbound",
-            })
-            .inc_by(bytes);
 
         let mut queue: std::collections::VecDeque<Action> =
             session.handle(input, &PolicyView(&policy)).into();
@@ -266,7 +254,7 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, direct_tls
                     }
                 }
                 Action::Deliver { stanza, from, to } => {
-                    shared.metrics.stanza("inbound");
+                    stanzas_in.inc();
                     tracing::trace!(%from, %to, kind = %stanza.name, "stanza");
                     shared.hub.deliver(&shared, stanza).await;
                 }
@@ -359,6 +347,54 @@ fn labels_for(direction: &'static str, partner: &str, method: &'static str) -> S
         direction,
         partner: partner.to_string(),
         method,
+    }
+}
+
+/// What one frame from the partner means for the stream loop.
+enum Step {
+    Input(Input),
+    /// Nothing to do (whitespace keepalive).
+    Next,
+    /// The stream is over, with the error it was closed with.
+    End(Option<StreamError>),
+}
+
+async fn on_frame(
+    frame: Result<Option<Frame>, ConnError>,
+    conn: &mut XmppConn,
+    shared: &Shared,
+    slot: &mut crate::limits::Slot,
+    header_sent: bool,
+) -> Step {
+    match frame {
+        Ok(Some(Frame::Header(h))) => {
+            if let Some(error) = admit(shared, slot, &h) {
+                send_header_and_error(conn, &h, error.clone()).await;
+                return Step::End(Some(error));
+            }
+            Step::Input(Input::Header(h))
+        }
+        Ok(Some(Frame::Element(e))) => Step::Input(Input::Element(e)),
+        Ok(Some(Frame::KeepAlive)) => Step::Next,
+        Ok(Some(Frame::Close)) => {
+            let _ = conn.send(CLOSE_STREAM).await;
+            Step::End(None)
+        }
+        Ok(None) => Step::End(None),
+        Err(ConnError::Framing(e)) => {
+            let error = e.stream_error();
+            if !header_sent {
+                let _ = conn
+                    .send(&stream::open_stream(&stream::default_header()))
+                    .await;
+            }
+            let _ = conn.close_with(&error).await;
+            Step::End(Some(error))
+        }
+        Err(e) => {
+            tracing::info!(error = %e, "connection failed");
+            Step::End(None)
+        }
     }
 }
 

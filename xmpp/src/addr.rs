@@ -40,6 +40,42 @@ pub fn parse(value: &str) -> Result<Address, AddressError> {
     Ok(Address { domain, bare, full })
 }
 
+/// The normalised domains of the last few valid addresses one stream carried.
+///
+/// Consecutive stanzas on a server-to-server stream mostly repeat their `from` and `to`, and
+/// parsing a JID (PRECIS profiles, IDNA) costs more than the rest of policing a stanza; the
+/// answer for the same text never changes. Only short addresses are kept, so an idle stream
+/// holds at most a few hundred bytes here.
+#[derive(Debug, Default)]
+pub struct DomainCache {
+    entries: Vec<(Box<str>, Box<str>)>,
+    /// The entry to replace next (round robin: cheap, and good enough for a handful).
+    next: usize,
+}
+
+impl DomainCache {
+    const ENTRIES: usize = 4;
+    const MAX_LEN: usize = 128;
+
+    /// The normalised domain of `value`, which must be a valid JID.
+    pub fn domain_of(&mut self, value: &str) -> Result<String, AddressError> {
+        if let Some((_, domain)) = self.entries.iter().find(|(raw, _)| &**raw == value) {
+            return Ok(domain.to_string());
+        }
+        let domain = parse(value)?.domain;
+        if value.len() <= Self::MAX_LEN {
+            let entry = (value.into(), domain.as_str().into());
+            if self.entries.len() < Self::ENTRIES {
+                self.entries.push(entry);
+            } else {
+                self.entries[self.next] = entry;
+                self.next = (self.next + 1) % Self::ENTRIES;
+            }
+        }
+        Ok(domain)
+    }
+}
+
 /// Normalises a domain given in a stream header or dialback element.
 pub fn domain(value: &str) -> Result<String, AddressError> {
     if value.contains(['@', '/']) {
@@ -72,6 +108,38 @@ mod tests {
         assert_eq!(
             parse("Alice@Partner.Example/Res").unwrap().full,
             "alice@partner.example/Res"
+        );
+    }
+
+    #[test]
+    fn the_cache_answers_as_parse_does() {
+        let mut cache = DomainCache::default();
+        let values = [
+            "Alice@Partner.Example./res",
+            "alice@bücher.example",
+            "a@",
+            "x.example",
+            "bob@partner.example/phone",
+            "Alice@Partner.Example./res",
+            "@example.com",
+            "c@other.example",
+            "d@fourth.example",
+            "alice@bücher.example",
+            "a@",
+        ];
+        for _ in 0..3 {
+            for v in values {
+                assert_eq!(cache.domain_of(v), parse(v).map(|a| a.domain), "{v}");
+            }
+        }
+        assert_eq!(cache.entries.len(), DomainCache::ENTRIES);
+        let long = format!("{}@partner.example", "a".repeat(200));
+        assert_eq!(cache.domain_of(&long).as_deref(), Ok("partner.example"));
+        assert!(
+            cache
+                .entries
+                .iter()
+                .all(|(raw, _)| raw.len() <= DomainCache::MAX_LEN)
         );
     }
 

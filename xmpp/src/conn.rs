@@ -161,6 +161,13 @@ impl XmppConn {
         }
     }
 
+    /// The next frame among the bytes already read, without reading; `Ok(None)` when they
+    /// hold no complete one. Lets a driver handle a burst without polling its other events
+    /// per stanza.
+    pub fn buffered_frame(&mut self) -> Result<Option<Frame>, ConnError> {
+        Ok(self.framer.decode(&mut self.read_buf)?)
+    }
+
     /// Writes and flushes.
     pub async fn send(&mut self, data: &str) -> io::Result<()> {
         tracing::trace!(bytes = %data, "sending");

@@ -146,6 +146,8 @@ pub struct InboundSession {
     offered: Features,
     /// The peer asked for XEP-0288 bidi: its authenticated pairs carry our stanzas back.
     bidi: bool,
+    /// Stanza addresses seen lately (policing parses `from` and `to` of every stanza).
+    addresses: addr::DomainCache,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -180,6 +182,7 @@ impl InboundSession {
             pairs: BTreeMap::new(),
             offered: Features::default(),
             bidi: false,
+            addresses: addr::DomainCache::default(),
         }
     }
 
@@ -765,41 +768,35 @@ impl InboundSession {
                 format!("a <{}/> without 'from' or 'to'", stanza.name),
             )];
         };
-        let (from, to) = match (addr::parse(raw_from), addr::parse(raw_to)) {
+        let (from, to) = match (
+            self.addresses.domain_of(raw_from),
+            self.addresses.domain_of(raw_to),
+        ) {
             (Ok(f), Ok(t)) => (f, t),
             (Err(e), _) | (_, Err(e)) => return vec![err(C::ImproperAddressing, e.to_string())],
         };
-        if !policy.serves(&to.domain) {
-            return vec![err(
-                C::HostUnknown,
-                format!("{} is not served here", to.domain),
-            )];
+        if !policy.serves(&to) {
+            return vec![err(C::HostUnknown, format!("{to} is not served here"))];
         }
-        let by_sasl = self.sasl_domain.as_deref() == Some(from.domain.as_str());
-        let by_dialback = matches!(
-            self.pairs.get(&(from.domain.clone(), to.domain.clone())),
-            Some(PairState::Valid(_))
-        );
-        if !by_sasl && !by_dialback {
+        // SASL first: it needs no key to look up.
+        let authenticated = self.sasl_domain.as_deref() == Some(from.as_str())
+            || matches!(
+                self.pairs.get(&(from.clone(), to.clone())),
+                Some(PairState::Valid(_))
+            );
+        if !authenticated {
             return vec![err(
                 C::InvalidFrom,
-                format!(
-                    "{} is not authenticated on this stream for {}",
-                    from.domain, to.domain
-                ),
+                format!("{from} is not authenticated on this stream for {to}"),
             )];
         }
-        if policy.partner(&from.domain).is_none() {
+        if policy.partner(&from).is_none() {
             return vec![err(
                 C::PolicyViolation,
-                format!("{} is no longer an allowed partner", from.domain),
+                format!("{from} is no longer an allowed partner"),
             )];
         }
-        vec![Action::Deliver {
-            stanza,
-            from: from.domain,
-            to: to.domain,
-        }]
+        vec![Action::Deliver { stanza, from, to }]
     }
 
     /// Re-checks the authenticated pairs against a new policy. Returns the stream error to
