@@ -136,7 +136,9 @@ async fn run_link(shared: &Arc<Shared>, proxy: SocketAddr) -> Result<(), String>
         let shared = shared.clone();
         tokio::spawn(async move {
             for s in ended.unacked {
-                if let Err(s) = shared.hub.try_deliver(s, shared.link_wait).await {
+                if let Err(s) = shared.hub.try_deliver(s, shared.link_wait).await
+                    && let Some(s) = s.into_element()
+                {
                     router::bounce_to_internal(
                         &shared,
                         &s,

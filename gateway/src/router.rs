@@ -98,13 +98,15 @@ pub async fn to_partner(shared: &Arc<Shared>, stanza: Element) {
                 Ok(()) => shared.metrics.stanza("outbound", &partner, "forwarded"),
                 Err(s) => {
                     shared.metrics.stanza("outbound", &partner, "rejected");
-                    bounce_to_internal(
-                        shared,
-                        &s,
-                        "remote-server-timeout",
-                        "the federation edge cannot be reached from the gateway right now",
-                    )
-                    .await;
+                    if let Some(s) = s.into_element() {
+                        bounce_to_internal(
+                            shared,
+                            &s,
+                            "remote-server-timeout",
+                            "the federation edge cannot be reached from the gateway right now",
+                        )
+                        .await;
+                    }
                 }
             }
         }

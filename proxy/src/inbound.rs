@@ -66,6 +66,8 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, direct_tls
     };
     let chain = transport.peer_chain();
     let mut conn = XmppConn::new(transport, FramerLimits::PRE_AUTH);
+    // Policed stanzas go on to the gateway as received when their bytes stand on their own.
+    conn.framer_mut().capture_verbatim();
     let mut session = InboundSession::new(
         shared.trust.clone(),
         shared.secret.clone(),
@@ -175,6 +177,8 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, direct_tls
                 }
             }
         };
+        // The received bytes of the element in `input`, if it is one and they can be relayed.
+        let mut verbatim = conn.framer_mut().take_verbatim();
         bytes_in.inc_by(conn.bytes_in - reported_bytes);
         reported_bytes = conn.bytes_in;
 
@@ -256,6 +260,7 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, direct_tls
                 Action::Deliver { stanza, from, to } => {
                     stanzas_in.inc();
                     tracing::trace!(%from, %to, kind = %stanza.name, "stanza");
+                    let stanza = crate::link::Outgoing::verbatim(stanza, verbatim.take());
                     shared.hub.deliver(&shared, stanza).await;
                 }
                 Action::PeerError(e) => {

@@ -16,7 +16,7 @@ use xmppfed_xmpp::conn::{Transport, XmppConn};
 use xmppfed_xmpp::element::Element;
 use xmppfed_xmpp::framer::{Frame, FramerLimits};
 use xmppfed_xmpp::link;
-pub use xmppfed_xmpp::link::LinkHub;
+pub use xmppfed_xmpp::link::{LinkHub, Outgoing};
 use xmppfed_xmpp::{stanza, stream};
 
 static LINK_SEQ: AtomicU64 = AtomicU64::new(1);
@@ -24,7 +24,7 @@ static LINK_SEQ: AtomicU64 = AtomicU64::new(1);
 /// Where stanzas accepted from partners go (the gateways' links), and their bounces.
 pub trait GatewayLinks {
     /// A stanza from a partner for the organisation: to a gateway, or bounced to the partner.
-    fn deliver(&self, shared: &Arc<Shared>, stanza: Element) -> impl Future<Output = ()> + Send;
+    fn deliver(&self, shared: &Arc<Shared>, stanza: Outgoing) -> impl Future<Output = ()> + Send;
     /// A reply the proxy itself generated for an internal sender (a bounce): to a gateway,
     /// or logged — answering it would loop.
     fn deliver_internal(
@@ -35,12 +35,15 @@ pub trait GatewayLinks {
 }
 
 impl GatewayLinks for LinkHub {
-    async fn deliver(&self, shared: &Arc<Shared>, stanza: Element) {
+    async fn deliver(&self, shared: &Arc<Shared>, stanza: Outgoing) {
         if let Err(stanza) = self.try_deliver(stanza, shared.link_wait).await {
             shared.metrics.bounce("service-unavailable");
             let text = "the organisation's XMPP service cannot be reached from the federation edge right now";
             tracing::warn!("no gateway link: bouncing a stanza to the partner");
-            match stanza::bounce(&stanza, "service-unavailable", text) {
+            let bounce = stanza
+                .into_element()
+                .and_then(|s| stanza::bounce(&s, "service-unavailable", text));
+            match bounce {
                 Some(reply) => crate::outbound::send(shared, reply).await,
                 None => tracing::warn!(
                     "undeliverable error stanza from a partner dropped (errors are never answered with errors)"

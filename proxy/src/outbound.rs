@@ -322,7 +322,7 @@ async fn established(
                                 // by the session to come from the partner and go to us.
                                 shared.metrics.stanza("inbound");
                                 last_received = Instant::now();
-                                shared.hub.deliver(shared, stanza).await;
+                                shared.hub.deliver(shared, stanza.into()).await;
                             }
                             Action::Fail { send, reason } => {
                                 if let Some(err) = send {

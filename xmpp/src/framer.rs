@@ -135,6 +135,20 @@ pub struct StanzaFramer {
     /// A frame to hand out on the next call (`<stream:stream/>` opens and closes at once).
     queued: Option<Frame>,
     closed: bool,
+    /// The received bytes of the top-level element being read, when asked for.
+    verbatim: Option<Verbatim>,
+}
+
+/// The bytes of a top-level element exactly as received, and whether they mean the same
+/// written into another stream whose default namespace is `jabber:server`: when the element
+/// uses no prefix declared outside itself and inherits `jabber:server` as its default (see
+/// [`StanzaFramer::capture_verbatim`]).
+#[derive(Default)]
+struct Verbatim {
+    bytes: Vec<u8>,
+    self_contained: bool,
+    /// Those of the last complete element, until taken.
+    done: Option<String>,
 }
 
 /// A start tag as the lexer reports it, before namespace resolution. One is kept and
@@ -168,16 +182,19 @@ impl Scopes {
         self.elements.last().map_or(NONE, |(ns, _)| ns)
     }
 
-    /// Namespaces in XML 1.0, "Prefix Declared"; `xml` is bound by definition.
-    fn resolve(&self, prefix: &str) -> Result<Namespace, FramingError> {
+    /// Namespaces in XML 1.0, "Prefix Declared"; `xml` is bound by definition. Also says
+    /// whether the declaration lies outside the top-level element (on the stream header).
+    fn resolve(&self, prefix: &str) -> Result<(Namespace, bool), FramingError> {
         if prefix == "xml" {
-            return Ok(Namespace::Borrowed(ns::XML));
+            return Ok((Namespace::Borrowed(ns::XML), false));
         }
+        let top_level_outer = self.elements.get(1).map_or(usize::MAX, |(_, outer)| *outer);
         self.prefixes
             .iter()
+            .enumerate()
             .rev()
-            .find(|(p, _)| p == prefix)
-            .map(|(_, ns)| ns.clone())
+            .find(|(_, (p, _))| p == prefix)
+            .map(|(at, (_, ns))| (ns.clone(), at < top_level_outer))
             .ok_or_else(|| {
                 FramingError::Xml(XmlError::malformed(format!(
                     "the namespace prefix '{prefix}' is not declared"
@@ -215,12 +232,33 @@ impl StanzaFramer {
             element_bytes: 0,
             queued: None,
             closed: false,
+            verbatim: None,
         }
     }
 
     /// Start over for a stream restart (after STARTTLS or SASL), with new limits.
     pub fn reset(&mut self, limits: FramerLimits) {
+        let capture = self.verbatim.is_some();
         *self = Self::new(limits);
+        if capture {
+            self.capture_verbatim();
+        }
+    }
+
+    /// From the next top-level element on (restarts included), keep each one's received bytes for
+    /// [`take_verbatim`](Self::take_verbatim). A relay writes them on instead of re-serialising
+    /// the tree: the lexer has checked every byte, and the same bytes parse to the same tree in
+    /// any stream that binds what the element relies on.
+    pub fn capture_verbatim(&mut self) {
+        self.verbatim.get_or_insert_with(Verbatim::default);
+    }
+
+    /// The received bytes of the element the last [`Frame::Element`] carried, if they were
+    /// captured and stand on their own in a stream whose default namespace is `jabber:server`:
+    /// no prefix declared on the stream header, no default namespace inherited from it other
+    /// than `jabber:server`. `None` means: serialise the tree.
+    pub fn take_verbatim(&mut self) -> Option<String> {
+        self.verbatim.as_mut()?.done.take()
     }
 
     /// Change limits at a top-level element boundary (e.g. after authentication).
@@ -340,10 +378,16 @@ impl StanzaFramer {
         let Some(name) = head.name.take() else {
             return Err(FramingError::Format("'>' outside a start tag".into()));
         };
+        let top_level = self.depth == 1;
+        let inherits_default = head.default_ns.is_none();
         self.scopes
             .open(head.default_ns.take(), head.declarations.drain(..));
-        let ns = match &head.prefix {
-            None => self.scopes.default_ns().clone(),
+        let (ns, mut outer_binding) = match &head.prefix {
+            None => {
+                let default = self.scopes.default_ns();
+                let inherited = top_level && inherits_default && *default != ns::SERVER;
+                (default.clone(), inherited)
+            }
             Some(prefix) => self.scopes.resolve(prefix)?,
         };
         if ns == ns::XML {
@@ -362,7 +406,11 @@ impl StanzaFramer {
             // Unprefixed attributes are in no namespace (Namespaces in XML 1.0 §6.2).
             let ns = match &prefix {
                 None => Namespace::Borrowed(""),
-                Some(prefix) => self.scopes.resolve(prefix)?,
+                Some(prefix) => {
+                    let (ns, outer) = self.scopes.resolve(prefix)?;
+                    outer_binding |= outer;
+                    ns
+                }
             };
             copied += copied_bytes(&ns);
             // "Attributes Unique": no two attributes with the same expanded name, which also
@@ -374,6 +422,9 @@ impl StanzaFramer {
         }
         self.element_bytes += copied;
         self.check_size(0)?;
+        if outer_binding && let Some(v) = &mut self.verbatim {
+            v.self_contained = false;
+        }
         Ok(element)
     }
 
@@ -486,6 +537,9 @@ impl StanzaFramer {
     }
 }
 
+/// Capacity of the capture buffer kept between top-level elements.
+const VERBATIM_KEEP: usize = 4096;
+
 /// Bytes an element holds for a namespace beyond the well-known, shared ones.
 fn copied_bytes(ns: &Namespace) -> usize {
     match ns {
@@ -525,7 +579,32 @@ impl Decoder for StanzaFramer {
                 self.check_size(src.len())?;
                 return Ok(None);
             };
+            // A top-level element's bytes: from its start tag (read at depth 1) to its end.
+            let element_bytes = self.depth >= 2
+                || (self.depth == 1
+                    && (matches!(token, Token::StartTag(_)) || self.head.name.is_some()));
+            if self.depth == 1
+                && matches!(token, Token::StartTag(_))
+                && let Some(v) = &mut self.verbatim
+            {
+                v.bytes.clear();
+                v.self_contained = true;
+                v.done = None;
+            }
             let frame = self.handle(token, consumed)?;
+            if element_bytes && let Some(v) = &mut self.verbatim {
+                v.bytes.extend_from_slice(&src[..consumed]);
+                if matches!(frame, Some(Frame::Element(_))) {
+                    // The lexer validated every byte as UTF-8: `ok()` never drops one.
+                    if v.self_contained {
+                        v.done = std::str::from_utf8(&v.bytes).ok().map(str::to_owned);
+                    }
+                    // An idle stream keeps no large buffer from one big stanza.
+                    if v.bytes.capacity() > VERBATIM_KEEP {
+                        v.bytes = Vec::new();
+                    }
+                }
+            }
             src.advance(consumed);
             if frame.is_some() {
                 return Ok(frame);
@@ -553,3 +632,5 @@ mod lexer_tests;
 mod namespace_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod verbatim_tests;

@@ -16,7 +16,7 @@ use crate::stream;
 use crate::{StreamError, StreamErrorCondition as C, addr, ns, stanza};
 use std::collections::{BTreeSet, VecDeque};
 use std::future::Future;
-use std::hash::{Hash, Hasher};
+use std::hash::Hasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -77,9 +77,78 @@ pub fn parse_ack(e: &Element) -> Option<u64> {
 /// Stanzas waiting for a link's writer.
 pub const LINK_QUEUE: usize = 256;
 
+/// A stanza handed to a link: its tree, or — when the framer found that the bytes it
+/// received mean the same in the link's stream ([`StanzaFramer::take_verbatim`]) — those
+/// bytes alone. The link writes them as they are instead of serialising the tree again, and
+/// the tree is freed at once by the task that built it (a tree freed on the link's task, after
+/// the acknowledgement, costs the allocator more than building it did).
+///
+/// [`StanzaFramer::take_verbatim`]: crate::framer::StanzaFramer::take_verbatim
+#[derive(Debug)]
+pub struct Outgoing(Carried);
+
+#[derive(Debug)]
+enum Carried {
+    Tree(Element),
+    Verbatim {
+        bytes: String,
+        /// [`pair_hash`] of the stanza, taken from the tree before it was dropped.
+        pair: u64,
+    },
+}
+
+impl Outgoing {
+    /// `verbatim` must be what the framer's `take_verbatim` returned for `stanza`, which must
+    /// not have been changed since.
+    pub fn verbatim(stanza: Element, verbatim: Option<String>) -> Self {
+        match verbatim {
+            Some(bytes) => Self(Carried::Verbatim {
+                pair: pair_hash(&stanza),
+                bytes,
+            }),
+            None => Self(Carried::Tree(stanza)),
+        }
+    }
+
+    /// The stanza as a tree again (to bounce it). `None` only if verbatim bytes did not
+    /// parse, which the framer that produced them rules out.
+    pub fn into_element(self) -> Option<Element> {
+        match self.0 {
+            Carried::Tree(e) => Some(e),
+            Carried::Verbatim { bytes, .. } => {
+                let parsed = stanza::parse_standalone(&bytes);
+                if parsed.is_none() {
+                    tracing::error!("verbatim stanza bytes failed to parse again");
+                }
+                parsed
+            }
+        }
+    }
+
+    fn pair(&self) -> u64 {
+        match &self.0 {
+            Carried::Tree(e) => pair_hash(e),
+            Carried::Verbatim { pair, .. } => *pair,
+        }
+    }
+
+    fn write_to(&self, out: &mut String) {
+        match &self.0 {
+            Carried::Tree(e) => e.write_to(out, ns::SERVER),
+            Carried::Verbatim { bytes, .. } => out.push_str(bytes),
+        }
+    }
+}
+
+impl From<Element> for Outgoing {
+    fn from(stanza: Element) -> Self {
+        Self(Carried::Tree(stanza))
+    }
+}
+
 struct Entry {
     id: u64,
-    tx: mpsc::Sender<Element>,
+    tx: mpsc::Sender<Outgoing>,
 }
 
 /// The connected links of one side (the proxy's gateways, or the gateway's proxies): picks
@@ -94,24 +163,26 @@ pub struct LinkHub {
 
 /// Spreads domain pairs over links. Stanzas reaching a hub have been policed, so their
 /// addresses are valid JIDs; what matters here is only that every spelling of one domain
-/// lands on the same link, which lower-casing and dropping a trailing dot achieve for ASCII
-/// at a fraction of a full parse (other domains take the full normalisation).
+/// lands on the same link, which hashing ASCII domains lower-cased and without a trailing dot
+/// achieves at a fraction of a full parse (other domains take the full normalisation).
 fn pair_hash(stanza: &Element) -> u64 {
-    let domain = |a: &str| {
-        let jid = stanza.get_attr(a)?;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for attr in ["from", "to"] {
+        let jid = stanza.get_attr(attr).unwrap_or("");
         let without_resource = jid.split_once('/').map_or(jid, |(bare, _)| bare);
         let domain = without_resource
             .rsplit_once('@')
             .map_or(without_resource, |(_, d)| d);
+        let domain = domain.strip_suffix('.').unwrap_or(domain);
         if domain.is_ascii() {
-            Some(domain.trim_end_matches('.').to_ascii_lowercase())
+            for b in domain.bytes() {
+                h.write_u8(b.to_ascii_lowercase());
+            }
         } else {
-            addr::domain(domain).ok()
+            h.write(addr::domain(domain).unwrap_or_default().as_bytes());
         }
-    };
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    domain("from").hash(&mut h);
-    domain("to").hash(&mut h);
+        h.write_u8(0xff);
+    }
     h.finish()
 }
 
@@ -121,7 +192,7 @@ impl LinkHub {
     }
 
     /// Adds a link whose writer reads from the returned queue; `remove` it when it ends.
-    pub fn register(&self) -> (u64, mpsc::Receiver<Element>) {
+    pub fn register(&self) -> (u64, mpsc::Receiver<Outgoing>) {
         let (tx, rx) = mpsc::channel(LINK_QUEUE);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut links) = self.links.lock() {
@@ -137,21 +208,26 @@ impl LinkHub {
         }
     }
 
-    fn pick(&self, stanza: &Element) -> Option<(u64, mpsc::Sender<Element>)> {
+    fn pick(&self, stanza: &Outgoing) -> Option<(u64, mpsc::Sender<Outgoing>)> {
         let links = self.links.lock().ok()?;
         if links.is_empty() {
             return None;
         }
         let e = match links.len() {
             1 => &links[0],
-            n => &links[(pair_hash(stanza) % n as u64) as usize],
+            n => &links[(stanza.pair() % n as u64) as usize],
         };
         Some((e.id, e.tx.clone()))
     }
 
     /// Hands a stanza to a link, waiting up to `wait` for one to connect; gives it back when
     /// none did. Waiting for queue space is the backpressure towards the sender.
-    pub async fn try_deliver(&self, mut stanza: Element, wait: Duration) -> Result<(), Element> {
+    pub async fn try_deliver(
+        &self,
+        stanza: impl Into<Outgoing>,
+        wait: Duration,
+    ) -> Result<(), Outgoing> {
+        let mut stanza = stanza.into();
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             let arrived = self.arrived.notified();
@@ -272,7 +348,7 @@ async fn acknowledge(
 /// queued for it): the caller re-delivers or bounces them.
 pub struct LinkEnded {
     pub reason: String,
-    pub unacked: VecDeque<Element>,
+    pub unacked: VecDeque<Outgoing>,
     pub sent: u64,
 }
 
@@ -283,7 +359,7 @@ pub struct LinkEnded {
 /// run this.
 pub async fn relay<F, Fut>(
     conn: &mut XmppConn,
-    mut rx: mpsc::Receiver<Element>,
+    mut rx: mpsc::Receiver<Outgoing>,
     mut deliver: F,
     mut shutdown: watch::Receiver<bool>,
     shutdown_text: &str,
@@ -292,7 +368,7 @@ where
     F: FnMut(Element, Receipt) -> Fut,
     Fut: Future<Output = ()>,
 {
-    let mut unacked: VecDeque<Element> = VecDeque::new();
+    let mut unacked: VecDeque<Outgoing> = VecDeque::new();
     let mut acked_total = 0u64;
     let mut sent = 0u64;
     let mut received = 0u64;
@@ -305,12 +381,13 @@ where
                 let Some(first) = next else { break "the link was dropped".to_string() };
                 // Whatever else is already queued goes in the same write: one TLS record and
                 // one syscall for a burst instead of one per stanza, and no added wait.
-                let mut batch = first.to_xml_in(ns::SERVER);
+                let mut batch = String::with_capacity(1024);
+                first.write_to(&mut batch);
                 unacked.push_back(first);
                 let mut count = 1u64;
                 while batch.len() < BATCH_BYTES && unacked.len() < WINDOW {
                     let Ok(s) = rx.try_recv() else { break };
-                    s.write_to(&mut batch, ns::SERVER);
+                    s.write_to(&mut batch);
                     unacked.push_back(s);
                     count += 1;
                 }
@@ -456,13 +533,71 @@ mod tests {
             .attr("id", i.to_string())
     }
 
+    #[test]
+    fn the_verbatim_and_tree_forms_of_a_stanza_agree() {
+        let tree = stanza(7).child(Element::new(ns::SERVER, "body").text("a & b"));
+        let verbatim = Outgoing::verbatim(tree.clone(), Some(tree.to_xml_in(ns::SERVER)));
+        let plain = Outgoing::from(tree.clone());
+        assert_eq!(verbatim.pair(), plain.pair());
+        assert_eq!(verbatim.into_element(), Some(tree.clone()));
+        assert_eq!(plain.into_element(), Some(tree));
+    }
+
+    /// A stanza with verbatim bytes goes out as those bytes; one without, serialised.
+    #[tokio::test]
+    async fn verbatim_bytes_are_written_as_received() {
+        use crate::conn::Transport;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let a = tokio::net::TcpStream::connect(l.local_addr().unwrap());
+        let (a, b) = tokio::join!(a, l.accept());
+        let mut a = XmppConn::new(
+            Transport::Plain(a.unwrap()),
+            FramerLimits::authenticated(65_536),
+        );
+        let mut b = b.unwrap().0;
+        a.send(&client_header("gw-0")).await.unwrap();
+        b.write_all(server_header("gw-0", "sid").as_bytes())
+            .await
+            .unwrap();
+        assert!(matches!(a.next_frame().await, Ok(Some(Frame::Header(_)))));
+        assert!(matches!(a.next_frame().await, Ok(Some(Frame::Element(_)))));
+
+        // Double quotes and an end tag: not how the tree would be serialised.
+        let verbatim =
+            "<message from=\"a@partner.example\" to=\"b@org.example\" id=\"0\"></message>";
+        let expected = format!("{verbatim}{}", stanza(1).to_xml_in(ns::SERVER));
+        let (tx, rx) = mpsc::channel(4);
+        tx.send(Outgoing::verbatim(stanza(0), Some(verbatim.into())))
+            .await
+            .unwrap();
+        tx.send(stanza(1).into()).await.unwrap();
+        let (_stop, stop_rx) = watch::channel(false);
+        let _sending =
+            tokio::spawn(async move { relay(&mut a, rx, |_, _| async {}, stop_rx, "bye").await });
+        let mut received = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !String::from_utf8_lossy(&received).contains(&expected) {
+            let n = tokio::time::timeout(Duration::from_secs(5), b.read(&mut buf))
+                .await
+                .expect("the stanzas arrive")
+                .unwrap();
+            assert!(
+                n > 0,
+                "closed after {:?}",
+                String::from_utf8_lossy(&received)
+            );
+            received.extend_from_slice(&buf[..n]);
+        }
+    }
+
     /// A receiver that still holds receipts when it goes away has not acknowledged those
     /// stanzas: the sender gets them back to deliver again.
     #[tokio::test]
     async fn stanzas_are_acknowledged_only_once_handled() {
         let (mut sender, mut receiver) = link_pair().await;
         let (tx, rx) = mpsc::channel(16);
-        let (_keep_tx, keep_rx) = mpsc::channel::<Element>(1);
+        let (_keep_tx, keep_rx) = mpsc::channel::<Outgoing>(1);
         let (stop_sender, stop_sender_rx) = watch::channel(false);
         let (stop_receiver, stop_receiver_rx) = watch::channel(false);
         let held = Arc::new(Mutex::new(Vec::new()));
@@ -487,7 +622,7 @@ mod tests {
             .await
         });
         for i in 0..6 {
-            tx.send(stanza(i)).await.unwrap();
+            tx.send(stanza(i).into()).await.unwrap();
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert_eq!(held.lock().unwrap().len(), 3);
@@ -500,8 +635,8 @@ mod tests {
         drop(stop_sender);
         let back: Vec<_> = ended
             .unacked
-            .iter()
-            .filter_map(|s| s.get_attr("id").map(str::to_string))
+            .into_iter()
+            .filter_map(|s| s.into_element()?.get_attr("id").map(str::to_string))
             .collect();
         assert_eq!(back, ["3", "4", "5"], "{}", ended.reason);
     }

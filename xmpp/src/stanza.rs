@@ -4,6 +4,30 @@
 use crate::element::Element;
 use crate::ns;
 
+/// Parses one stanza serialised for a stream whose default namespace is `jabber:server` (as
+/// a link carries it), under the hardened framer. `None` unless `xml` is exactly one
+/// well-formed element.
+pub fn parse_standalone(xml: &str) -> Option<Element> {
+    use crate::framer::{Frame, FramerLimits, StanzaFramer};
+    use tokio_util::codec::Decoder;
+    let mut framer = StanzaFramer::new(FramerLimits::authenticated(xml.len()));
+    let mut buf = bytes::BytesMut::from(
+        format!(
+            "<stream:stream xmlns='{}' xmlns:stream='{}'>{xml}",
+            ns::SERVER,
+            ns::STREAMS
+        )
+        .as_bytes(),
+    );
+    let Ok(Some(Frame::Header(_))) = framer.decode(&mut buf) else {
+        return None;
+    };
+    match framer.decode(&mut buf) {
+        Ok(Some(Frame::Element(e))) if buf.iter().all(u8::is_ascii_whitespace) => Some(e),
+        _ => None,
+    }
+}
+
 /// Stanza kinds relayed between servers.
 pub fn is_stanza(e: &Element) -> bool {
     matches!(e.name.as_str(), "message" | "presence" | "iq")
@@ -50,6 +74,18 @@ pub fn bounce(stanza: &Element, condition: &str, text: &str) -> Option<Element> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_standalone_stanza_parses_back_to_its_tree() {
+        let e = Element::new(ns::SERVER, "message")
+            .attr("to", "a@contoso.com")
+            .child(Element::new(ns::SERVER, "body").text("1 < 2"))
+            .child(Element::new("urn:xmpp:receipts", "request"));
+        assert_eq!(parse_standalone(&e.to_xml_in(ns::SERVER)), Some(e));
+        for bad in ["<a/><b/>", "<a>", "text", "<db:result/>", "", "<a/>x"] {
+            assert_eq!(parse_standalone(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn bounces_swap_addresses_and_carry_the_reason() {

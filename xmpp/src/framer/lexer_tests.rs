@@ -136,7 +136,7 @@ fn element_name() -> impl Strategy<Value = &'static str> {
     ]
 }
 
-fn element() -> impl Strategy<Value = String> {
+pub(super) fn element() -> impl Strategy<Value = String> {
     let attrs = || prop::collection::vec(attribute(), 0..3);
     let end_space = prop::sample::select(vec!["", "", " ", "\n"]);
     let leaf = (element_name(), attrs(), end_space.clone())

@@ -76,7 +76,7 @@ pub(super) fn sorted(mut e: Element) -> Element {
     e
 }
 
-fn ours(input: &str) -> Result<Vec<Element>, FramingError> {
+pub(super) fn ours(input: &str) -> Result<Vec<Element>, FramingError> {
     ours_in_chunks(input, input.len())
 }
 
@@ -127,7 +127,7 @@ fn tag_item() -> impl Strategy<Value = String> {
     ]
 }
 
-fn element() -> impl Strategy<Value = String> {
+pub(super) fn element() -> impl Strategy<Value = String> {
     let leaf = (prefix(), prop::collection::vec(tag_item(), 0..4))
         .prop_map(|(p, items)| format!("<{p}m{}/>", items.concat()));
     leaf.prop_recursive(3, 24, 3, |inner| {
