@@ -114,7 +114,7 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, direct_tls
         // cost more than policing a stanza); each read is bounded, so the other branches
         // are polled at least every `READ_CHUNK` bytes.
         let input = if let Some(frame) = conn.buffered_frame().transpose() {
-            last_activity = Instant::now();
+            // Read with the last read: `last_activity` already says when.
             match on_frame(frame.map(Some), &mut conn, &shared, &mut slot, header_sent).await {
                 Step::Input(input) => input,
                 Step::Next => continue,
@@ -260,7 +260,8 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, direct_tls
                 Action::Deliver { stanza, from, to } => {
                     stanzas_in.inc();
                     tracing::trace!(%from, %to, kind = %stanza.name, "stanza");
-                    let stanza = crate::link::Outgoing::verbatim(stanza, verbatim.take());
+                    let stanza =
+                        crate::link::Outgoing::verbatim(stanza, verbatim.take(), &from, &to);
                     shared.hub.deliver(&shared, stanza).await;
                 }
                 Action::PeerError(e) => {

@@ -99,11 +99,12 @@ enum Carried {
 
 impl Outgoing {
     /// `verbatim` must be what the framer's `take_verbatim` returned for `stanza`, which must
-    /// not have been changed since.
-    pub fn verbatim(stanza: Element, verbatim: Option<String>) -> Self {
+    /// not have been changed since; `from` and `to` are its normalised domains (policing
+    /// found them already).
+    pub fn verbatim(stanza: Element, verbatim: Option<String>, from: &str, to: &str) -> Self {
         match verbatim {
             Some(bytes) => Self(Carried::Verbatim {
-                pair: pair_hash(&stanza),
+                pair: pair_hash_of(from, to),
                 bytes,
             }),
             None => Self(Carried::Tree(stanza)),
@@ -166,8 +167,7 @@ pub struct LinkHub {
 /// lands on the same link, which hashing ASCII domains lower-cased and without a trailing dot
 /// achieves at a fraction of a full parse (other domains take the full normalisation).
 fn pair_hash(stanza: &Element) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    for attr in ["from", "to"] {
+    let domain = |attr: &str| {
         let jid = stanza.get_attr(attr).unwrap_or("");
         let without_resource = jid.split_once('/').map_or(jid, |(bare, _)| bare);
         let domain = without_resource
@@ -175,11 +175,20 @@ fn pair_hash(stanza: &Element) -> u64 {
             .map_or(without_resource, |(_, d)| d);
         let domain = domain.strip_suffix('.').unwrap_or(domain);
         if domain.is_ascii() {
-            for b in domain.bytes() {
-                h.write_u8(b.to_ascii_lowercase());
-            }
+            std::borrow::Cow::Borrowed(domain)
         } else {
-            h.write(addr::domain(domain).unwrap_or_default().as_bytes());
+            std::borrow::Cow::Owned(addr::domain(domain).unwrap_or_default())
+        }
+    };
+    pair_hash_of(&domain("from"), &domain("to"))
+}
+
+/// [`pair_hash`] of two domains (normalised, or ASCII in any case).
+fn pair_hash_of(from: &str, to: &str) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for domain in [from, to] {
+        for b in domain.bytes() {
+            h.write_u8(b.to_ascii_lowercase());
         }
         h.write_u8(0xff);
     }
@@ -536,7 +545,12 @@ mod tests {
     #[test]
     fn the_verbatim_and_tree_forms_of_a_stanza_agree() {
         let tree = stanza(7).child(Element::new(ns::SERVER, "body").text("a & b"));
-        let verbatim = Outgoing::verbatim(tree.clone(), Some(tree.to_xml_in(ns::SERVER)));
+        let verbatim = Outgoing::verbatim(
+            tree.clone(),
+            Some(tree.to_xml_in(ns::SERVER)),
+            "partner.example",
+            "org.example",
+        );
         let plain = Outgoing::from(tree.clone());
         assert_eq!(verbatim.pair(), plain.pair());
         assert_eq!(verbatim.into_element(), Some(tree.clone()));
@@ -568,9 +582,14 @@ mod tests {
             "<message from=\"a@partner.example\" to=\"b@org.example\" id=\"0\"></message>";
         let expected = format!("{verbatim}{}", stanza(1).to_xml_in(ns::SERVER));
         let (tx, rx) = mpsc::channel(4);
-        tx.send(Outgoing::verbatim(stanza(0), Some(verbatim.into())))
-            .await
-            .unwrap();
+        tx.send(Outgoing::verbatim(
+            stanza(0),
+            Some(verbatim.into()),
+            "partner.example",
+            "org.example",
+        ))
+        .await
+        .unwrap();
         tx.send(stanza(1).into()).await.unwrap();
         let (_stop, stop_rx) = watch::channel(false);
         let _sending =
