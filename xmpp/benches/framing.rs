@@ -82,20 +82,33 @@ fn main() {
         });
         report("rxml Parser", n, bytes, secs);
     }
-    let secs = best(5, || {
-        let mut framer = StanzaFramer::new(FramerLimits::authenticated(262_144));
-        let mut frames = 0usize;
-        let mut buf = BytesMut::with_capacity(32 * 1024);
-        for chunk in input.as_bytes().chunks(16 * 1024) {
-            // What the framer left is the start of an unfinished token.
-            buf.extend_from_slice(chunk);
-            while let Ok(Some(frame)) = framer.decode(&mut buf) {
-                if matches!(frame, Frame::Element(_)) {
-                    frames += 1;
+    for verbatim in [false, true] {
+        let secs = best(5, || {
+            let mut framer = StanzaFramer::new(FramerLimits::authenticated(262_144));
+            if verbatim {
+                framer.capture_verbatim();
+            }
+            let mut frames = 0usize;
+            let mut buf = BytesMut::with_capacity(32 * 1024);
+            for chunk in input.as_bytes().chunks(16 * 1024) {
+                // What the framer left is the start of an unfinished token.
+                buf.extend_from_slice(chunk);
+                while let Ok(Some(frame)) = framer.decode(&mut buf) {
+                    if matches!(frame, Frame::Element(_)) {
+                        frames += 1;
+                        if verbatim {
+                            assert!(framer.take_verbatim().is_some());
+                        }
+                    }
                 }
             }
-        }
-        assert_eq!(frames, n);
-    });
-    report("StanzaFramer (budget 250,000/s)", n, bytes, secs);
+            assert_eq!(frames, n);
+        });
+        let what = if verbatim {
+            "StanzaFramer, keeping bytes"
+        } else {
+            "StanzaFramer (budget 250,000/s)"
+        };
+        report(what, n, bytes, secs);
+    }
 }
