@@ -1,8 +1,9 @@
 //! A small XML element tree for stanzas, and its canonical serialisation.
 //!
-//! Stanzas are relayed by re-serialising this tree, never by copying the peer's bytes: the
-//! output declares every namespace it uses, so it is well-formed in any stream it is written
-//! into, whatever prefixes the peer's stream header declared.
+//! The serialisation declares every namespace it uses, so it is well-formed in any stream it is
+//! written into, whatever prefixes the peer's stream header declared. A relay that has the
+//! stanza's received bytes, and the framer's word that they stand on their own
+//! ([`crate::framer::StanzaFramer::take_verbatim`]), writes those instead.
 
 use crate::ns::{self, Namespace};
 

@@ -1,8 +1,9 @@
 //! The XMPP server-to-server protocol library shared by the xmppfed proxy and gateway.
 //!
 //! One module per concern: [`framer`] turns the bytes of an endless `<stream:stream>` into
-//! validated frames under hard limits; [`element`] is the small tree stanzas are held in and
-//! re-serialised from (raw peer bytes are never forwarded); [`stream_error`] holds the RFC 6120
+//! validated frames under hard limits (and, for a relay, each stanza's received bytes when they
+//! mean the same in the next stream); [`element`] is the small tree stanzas are held in and
+//! serialised from otherwise; [`stream_error`] holds the RFC 6120
 //! stream errors; [`identity`] judges peer certificates; [`tls`] builds the rustls
 //! configurations; [`devca`] issues development and test certificates.
 
