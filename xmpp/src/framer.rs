@@ -171,15 +171,21 @@ struct StartTag {
 struct Scopes {
     /// Every `xmlns:prefix` declaration of the open elements, innermost last.
     prefixes: Vec<(String, Namespace)>,
-    /// Per open element: the default namespace in effect inside it, and how many entries of
-    /// `prefixes` were declared outside it.
-    elements: Vec<(Namespace, usize)>,
+    /// Per open element: the default namespace in effect inside it, how many entries of
+    /// `prefixes` were declared outside it, and whether that default comes from outside the
+    /// top-level element (no element from the top-level one down declared it).
+    elements: Vec<(Namespace, usize, bool)>,
 }
 
 impl Scopes {
     fn default_ns(&self) -> &Namespace {
         const NONE: &Namespace = &Namespace::Borrowed("");
-        self.elements.last().map_or(NONE, |(ns, _)| ns)
+        self.elements.last().map_or(NONE, |(ns, _, _)| ns)
+    }
+
+    /// Whether the default namespace in effect comes from the stream header.
+    fn default_from_outside(&self) -> bool {
+        self.elements.last().is_some_and(|(_, _, outside)| *outside)
     }
 
     /// Namespaces in XML 1.0, "Prefix Declared"; `xml` is bound by definition. Also says
@@ -188,7 +194,10 @@ impl Scopes {
         if prefix == "xml" {
             return Ok((Namespace::Borrowed(ns::XML), false));
         }
-        let top_level_outer = self.elements.get(1).map_or(usize::MAX, |(_, outer)| *outer);
+        let top_level_outer = self
+            .elements
+            .get(1)
+            .map_or(usize::MAX, |(_, outer, _)| *outer);
         self.prefixes
             .iter()
             .enumerate()
@@ -208,13 +217,20 @@ impl Scopes {
         declarations: impl Iterator<Item = (String, Namespace)>,
     ) {
         let outer = self.prefixes.len();
+        // The stream element (depth 0) is outside every top-level element; the top-level
+        // element (depth 1) starts from outside unless it declares its own default.
+        let from_outside = match (&default_ns, self.elements.len()) {
+            (Some(_), _) | (None, 0) => false,
+            (None, 1) => true,
+            (None, _) => self.default_from_outside(),
+        };
         let default_ns = default_ns.unwrap_or_else(|| self.default_ns().clone());
         self.prefixes.extend(declarations);
-        self.elements.push((default_ns, outer));
+        self.elements.push((default_ns, outer, from_outside));
     }
 
     fn close(&mut self) {
-        if let Some((_, outer)) = self.elements.pop() {
+        if let Some((_, outer, _)) = self.elements.pop() {
             self.prefixes.truncate(outer);
         }
     }
@@ -378,15 +394,15 @@ impl StanzaFramer {
         let Some(name) = head.name.take() else {
             return Err(FramingError::Format("'>' outside a start tag".into()));
         };
-        let top_level = self.depth == 1;
-        let inherits_default = head.default_ns.is_none();
         self.scopes
             .open(head.default_ns.take(), head.declarations.drain(..));
         let (ns, mut outer_binding) = match &head.prefix {
             None => {
+                // A default namespace from the stream header means the same in the link's
+                // stream only if it is the link stream's own.
                 let default = self.scopes.default_ns();
-                let inherited = top_level && inherits_default && *default != ns::SERVER;
-                (default.clone(), inherited)
+                let outer = self.scopes.default_from_outside() && *default != ns::SERVER;
+                (default.clone(), outer)
             }
             Some(prefix) => self.scopes.resolve(prefix)?,
         };

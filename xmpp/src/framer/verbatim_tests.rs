@@ -13,6 +13,12 @@ use proptest::prelude::*;
 const LINK_HEADER: &str =
     "<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams'>";
 
+/// Partner headers binding other defaults and prefixes than the link's (the generated elements
+/// use the prefixes `a`, `b`, `c`, `stream` and `db`).
+const OTHER_HEADER: &str = "<stream:stream xmlns='urn:y' xmlns:stream='http://etherx.jabber.org/streams' xmlns:a='urn:x' xmlns:b='jabber:server'>";
+const BARE_HEADER: &str =
+    "<stream:stream xmlns:stream='http://etherx.jabber.org/streams' xmlns:c='urn:x'>";
+
 /// Each top-level element with its verbatim bytes, reading `input` in `chunk`-byte reads;
 /// `None` when the stream is refused.
 fn with_verbatim(input: &str, chunk: usize) -> Option<Vec<(Element, Option<String>)>> {
@@ -72,8 +78,9 @@ proptest! {
     fn verbatim_bytes_of_generated_namespaces_mean_the_same(
         stanzas in prop::collection::vec(super::namespace_tests::element(), 1..3),
         chunk in prop_oneof![Just(usize::MAX), 1usize..64],
+        header in prop::sample::select(vec![HEADER, OTHER_HEADER, BARE_HEADER]),
     ) {
-        check(&format!("{HEADER}{}</stream:stream>", stanzas.concat()), chunk)?;
+        check(&format!("{header}{}</stream:stream>", stanzas.concat()), chunk)?;
     }
 }
 
@@ -118,6 +125,7 @@ fn self_contained_stanzas_are_offered_byte_for_byte() {
 #[test]
 fn bytes_relying_on_the_stream_header_are_not_offered() {
     let jabber_client = "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' xmlns:a='urn:a'>";
+    let no_default = "<stream:stream xmlns:stream='http://etherx.jabber.org/streams'>";
     for (header, stanza) in [
         // Prefixes bound on the partner's stream header.
         (
@@ -127,17 +135,40 @@ fn bytes_relying_on_the_stream_header_are_not_offered() {
         (HEADER, "<message><db:x/></message>"),
         (HEADER, "<message db:k='v'/>"),
         (jabber_client, "<message><a:x/></message>"),
-        // A default namespace inherited from the header other than jabber:server.
+        // A default namespace inherited from the header other than jabber:server, also below
+        // a prefixed top-level element.
         (jabber_client, "<message/>"),
+        (
+            jabber_client,
+            "<p:message xmlns:p='jabber:server'><body/></p:message>",
+        ),
+        (
+            no_default,
+            "<p:message xmlns:p='jabber:server'><body/></p:message>",
+        ),
     ] {
         let got = with_verbatim(&format!("{header}{stanza}"), usize::MAX).expect("accepted");
         assert_eq!(got.len(), 1, "{stanza}");
         assert_eq!(got[0].1, None, "{stanza} after {header}");
     }
-    // Declared on the element itself, the same is fine.
-    let own = "<message xmlns='jabber:server'><a:x xmlns:a='urn:a'/></message>";
-    let got = with_verbatim(&format!("{jabber_client}{own}"), usize::MAX).expect("accepted");
-    assert_eq!(got[0].1.as_deref(), Some(own));
+    // Declared on the element itself, the same is fine; so is jabber:server from the header.
+    for (header, own) in [
+        (
+            jabber_client,
+            "<message xmlns='jabber:server'><a:x xmlns:a='urn:a'/></message>",
+        ),
+        (
+            jabber_client,
+            "<p:message xmlns:p='jabber:server' xmlns='urn:x'><b/></p:message>",
+        ),
+        (
+            HEADER,
+            "<p:message xmlns:p='jabber:server'><body/></p:message>",
+        ),
+    ] {
+        let got = with_verbatim(&format!("{header}{own}"), usize::MAX).expect("accepted");
+        assert_eq!(got[0].1.as_deref(), Some(own), "{own} after {header}");
+    }
 }
 
 #[test]
