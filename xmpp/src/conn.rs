@@ -144,7 +144,7 @@ impl XmppConn {
     /// The next frame; `Ok(None)` when the peer closed the connection cleanly.
     pub async fn next_frame(&mut self) -> Result<Option<Frame>, ConnError> {
         loop {
-            if let Some(frame) = self.framer.decode(&mut self.read_buf)? {
+            if let Some(frame) = self.buffered_frame()? {
                 return Ok(Some(frame));
             }
             self.read_buf.reserve(READ_CHUNK);

@@ -596,13 +596,11 @@ impl Decoder for StanzaFramer {
                 return Ok(None);
             };
             // A top-level element's bytes: from its start tag (read at depth 1) to its end.
-            let element_bytes = self.depth >= 2
-                || (self.depth == 1
-                    && (matches!(token, Token::StartTag(_)) || self.head.name.is_some()));
-            if self.depth == 1
-                && matches!(token, Token::StartTag(_))
-                && let Some(v) = &mut self.verbatim
-            {
+            let starts_top_level = self.depth == 1 && matches!(token, Token::StartTag(_));
+            let element_bytes = starts_top_level
+                || self.depth >= 2
+                || (self.depth == 1 && self.head.name.is_some());
+            if starts_top_level && let Some(v) = &mut self.verbatim {
                 v.bytes.clear();
                 v.self_contained = true;
                 v.done = None;
